@@ -1,0 +1,144 @@
+"""Every default of the project, in one typed schema.
+
+YAML files in `configs/` and `section.key=value` command-line overrides change these
+values; nothing else holds a default. Units: millimetres, pixels, degrees where named
+`_deg`, epochs where named `_epoch(s)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FaceModelConfig:
+    """Which 3D Morphable Model to use (see doc/face_models.md)."""
+
+    source: str = "builtin"  # builtin | bfm | bfm_official | ict | npz
+    # BFM_model_front.mat (bfm), folder of official BFM09 files (bfm_official),
+    # ICT-FaceKit FaceXModel folder or its .tar.xz (ict), or a converted .npz (npz).
+    path: str = ""
+
+
+@dataclass
+class ModelConfig:
+    """The DF-MVR network (MulEn-UNet fusion + RedNet-50 + heads)."""
+
+    width: float = 1.0  # channel multiplier; 1.0 is the paper's network
+    unet_channels: list = field(default_factory=lambda: [64, 128, 256, 512, 1024])
+    fused_channels: int = 256  # channels of the fused map fed to RedNet (at width 1)
+    rednet_layers: list = field(default_factory=lambda: [3, 4, 6, 3])  # RedNet-50
+    involution: str = "auto"  # auto | unfold | lean | triton
+    expression_per_view: bool = True  # False: one expression shared by the views
+    num_views: int = 3
+
+
+@dataclass
+class RenderConfig:
+    cull_backfaces: bool = True
+
+
+@dataclass
+class SyntheticDataConfig:
+    """Multi-view faces rendered from the face model with known ground truth."""
+
+    num_train: int = 512
+    num_val: int = 32
+    seed: int = 0
+    yaw_deg: list = field(default_factory=lambda: [-35.0, 0.0, 35.0])  # left, front, right
+    yaw_jitter_deg: float = 5.0
+    pitch_jitter_deg: float = 5.0
+    roll_jitter_deg: float = 3.0
+    translation_jitter_mm: float = 10.0
+    scale_jitter: float = 0.05
+    id_std: float = 1.0  # coefficient spread in units of the basis' standard deviation
+    exp_std: float = 0.5
+    tex_std: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # synthetic | pixel_face | folders
+    root: str = ""  # dataset root for pixel_face / folders
+    image_size: int = 224
+    num_workers: int = 0
+    cache_dir: str = ""  # empty: <out>/cache
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+
+
+@dataclass
+class PreprocessConfig:
+    """Photos -> aligned crops, 68 landmarks, parsing maps (see doc/preprocess.md)."""
+
+    landmarks: str = "mediapipe"  # mediapipe | dlib
+    aligned: bool = False  # inputs are already aligned 224x224 crops: pass through
+    parser: str = "landmarks"  # landmarks | bisenet
+    bisenet_weights: str = ""  # face-parsing.PyTorch 79999_iter.pth, for parser=bisenet
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (seed / Deep3DFaceRecon values) and the terms' own settings."""
+
+    photometric: float = 1.92
+    landmark: float = 1.6e-3
+    landmark3d: float = 1.0
+    coefficient: float = 3e-4
+    id_weight: float = 1.0  # inside the coefficient regulariser
+    exp_weight: float = 0.8
+    tex_weight: float = 1.7e-2
+    lighting: float = 10.0  # SH monochrome regulariser
+    reflectance: float = 5.0  # albedo uniformity over the skin
+    parsing: float = 1.0
+    landmark_heavy_weight: float = 20.0  # nose bridge, eyes, inner mouth
+    skin_weights: list = field(default_factory=lambda: [0.25, 0.5, 0.99])  # bg, skin, features
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 280
+    batch_size: int = 12
+    lr: float = 1e-4
+    step_epoch: int = 50  # constant learning rate before, cosine decay after
+    mask_epoch: int = 100  # parsing loss switched on from this epoch
+    save_every: int = 8  # epochs between kept checkpoints (last.pt every epoch)
+    val_every: int = 1
+    seed: int = 22
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16/fp16 autocast on CUDA only
+    sync_bn: bool = False
+    nan_patience: int = 5  # stop after this many non-finite steps in a row
+    log_images_every: int = 1  # epochs between TensorBoard image grids
+
+
+@dataclass
+class EvalConfig:
+    """NoW-style scan-to-mesh evaluation (see doc/evaluation.md)."""
+
+    crop_radius_factor: float = 1.4  # seed's choice; NoW uses 1.2
+    refine_rigid: bool = True
+    scan_points: int = 100000  # points sampled from synthetic ground-truth meshes
+    checkpoint: str = ""
+
+
+@dataclass
+class FitConfig:
+    """Analysis-by-synthesis fitting used by test_sample.py (see doc/fitting.md)."""
+
+    steps_pose: int = 60
+    steps_shape: int = 100
+    steps_appearance: int = 60
+    steps_refine: int = 40  # after a network prediction
+    lr: float = 0.02
+
+
+@dataclass
+class Config:
+    face_model: FaceModelConfig = field(default_factory=FaceModelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
