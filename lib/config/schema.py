@@ -30,11 +30,19 @@ class ModelConfig:
     involution: str = "auto"  # auto | unfold | lean | triton
     expression_per_view: bool = True  # False: one expression shared by the views
     num_views: int = 3
+    # Pose-head output bounds (doc/network.md): rotation = limit * tanh(raw) radians;
+    # translation = limit * tanh(raw * scale / limit) mm from the canonical placement.
+    rotation_limit_deg: float = 90.0
+    translation_limit_mm: float = 200.0
+    translation_scale_mm: float = 50.0  # mm per unit raw output near 0
 
 
 @dataclass
 class RenderConfig:
+    """The differentiable renderer (see doc/renderer.md)."""
+
     cull_backfaces: bool = True
+    backend: str = "auto"  # auto | torch | numba; auto: numba for CPU tensors when installed
 
 
 @dataclass
@@ -53,6 +61,9 @@ class SyntheticDataConfig:
     id_std: float = 1.0  # coefficient spread in units of the basis' standard deviation
     exp_std: float = 0.5
     tex_std: float = 1.0
+    light_std: float = 0.15  # spread of the 9 SH coefficients (shared by R, G, B)
+    light_tint_std: float = 0.04  # per-channel deviation from monochrome light
+    feature_dilation_px: float = 5.0  # skin_weight: features grown this much at 224 px (as preprocess)
 
 
 @dataclass
@@ -73,6 +84,7 @@ class PreprocessConfig:
     aligned: bool = False  # inputs are already aligned 224x224 crops: pass through
     parser: str = "landmarks"  # landmarks | bisenet
     bisenet_weights: str = ""  # face-parsing.PyTorch 79999_iter.pth, for parser=bisenet
+    feature_dilation_px: int = 5  # skin-attention: features grown by this many px (at 224; seed: 10x10 kernel)
 
 
 @dataclass
@@ -91,6 +103,9 @@ class LossConfig:
     parsing: float = 1.0
     landmark_heavy_weight: float = 20.0  # nose bridge, eyes, inner mouth
     skin_weights: list = field(default_factory=lambda: [0.25, 0.5, 0.99])  # bg, skin, features
+    # Uniform mass mixed into the rendered soft labels before the parsing NLL, so the
+    # log stays finite where the render gives the target class zero probability.
+    parsing_smoothing: float = 0.01
 
 
 @dataclass
@@ -108,6 +123,9 @@ class TrainConfig:
     sync_bn: bool = False
     nan_patience: int = 5  # stop after this many non-finite steps in a row
     log_images_every: int = 1  # epochs between TensorBoard image grids
+    # batch_size is the global batch: each of the world_size ranks takes batch_size / world_size.
+    last_every_minutes: float = 10.0  # also write last.pt mid-epoch this often (0: off)
+    progress: bool = True  # tqdm bars (generation and training)
 
 
 @dataclass
@@ -118,17 +136,38 @@ class EvalConfig:
     refine_rigid: bool = True
     scan_points: int = 100000  # points sampled from synthetic ground-truth meshes
     checkpoint: str = ""
+    refine_iterations: int = 10  # Levenberg-Marquardt steps of the rigid + scale refinement
+    refine_points: int = 10000  # cropped scan points the refinement uses (0: all)
+    seed: int = 0  # scan sampling and refinement subset
+    heatmap_max_mm: float = 4.0  # error mapped to the top of the heat-map colour scale
+    heatmap_size: int = 384  # heat-map render side, pixels
+    curve_max_mm: float = 8.0  # x range of the cumulative error curve (NoW plots 0-8 mm)
+    num_samples: int = 0  # evaluate only the first N validation samples (0: all)
 
 
 @dataclass
 class FitConfig:
     """Analysis-by-synthesis fitting used by test_sample.py (see doc/fitting.md)."""
 
-    steps_pose: int = 60
-    steps_shape: int = 100
-    steps_appearance: int = 60
+    steps_pose: int = 30  # L-BFGS evaluations, landmarks only
+    steps_shape: int = 200  # L-BFGS evaluations, landmarks + prior
+    steps_appearance: int = 80  # Adam steps on the full objective (renders)
     steps_refine: int = 40  # after a network prediction
-    lr: float = 0.02
+    lr: float = 0.03  # Adam step for identity / expression / albedo coefficients (unit variance)
+    lr_rotation: float = 0.01  # radians per step
+    lr_translation: float = 1.0  # mm per step
+    lr_lighting: float = 0.02  # SH coefficients per step
+    crop_size: int = 224  # px, side of the face crops that are fitted and drawn (photos are aligned to it)
+    render_size: int = 112  # px (longer side) of the renders compared with the photos
+    landmark_scale: float = 5.0  # fitting's landmark weight = loss.landmark x this
+    prior_scale: float = 0.1  # fitting's coefficient-prior weight = loss.coefficient x this
+    side_view_deg: float = 15.0  # views with |yaw| above this count as side views
+    side_jaw_weight: float = 1.0  # landmark weight factor of the jaw contour on side views
+    texture_size: int = 512  # px, square UV texture baked from the views
+    texture_min_cosine: float = 0.2  # texels seen more obliquely than this are not baked
+    texture_cosine_power: float = 2.0  # blending weight = cosine ** power
+    demo_subjects: int = 3  # synthetic subjects when test_sample.py gets no --input
+    novel_yaw_deg: float = 50.0  # view angle of the shaded render on each sheet
 
 
 @dataclass
