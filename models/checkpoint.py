@@ -1,0 +1,101 @@
+"""Checkpoint files: atomic save, safe load (weights_only), and model rebuilding.
+
+A checkpoint is a dict with keys `model` (state_dict), `config` (the resolved config as a
+plain dict, `lib.config.config_to_dict`), `epoch` (int, epochs completed), `optimizer`,
+and optionally `scheduler`, `rng`, `metrics`. Files are read with
+`torch.load(weights_only=True)`, which refuses pickled arbitrary objects, so a
+checkpoint from an untrusted source cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+import yaml
+
+from lib.config import Config, load_config
+from lib.errors import UserError
+from lib.facemodel import load_face_model
+from lib.facemodel.schema import FaceModel
+from models.mvrnet import MVRNet
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write `state` to `path` atomically: a temporary file in the same folder, then
+    os.replace, so an interrupted save never leaves a truncated checkpoint behind."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint`; UserError if missing or unreadable."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
+        raise UserError(
+            f"{path}: refused to load (it holds objects other than tensors and plain containers: {first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a checkpoint (expected a dict, got {type(state).__name__})")
+    return state
+
+
+def build_model(cfg: Config, face_model: FaceModel) -> MVRNet:
+    """The network for `cfg.model` at `cfg.data.image_size`, heads sized by `face_model`."""
+    return MVRNet(cfg.model, face_model, cfg.data.image_size)
+
+
+def _flatten(data: dict, prefix: str = "") -> list[str]:
+    """{'a': {'b': 1}} -> ['a.b=1'] with values as one-line YAML, for lib.config overrides."""
+    items = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
+            items.append(f"{prefix}{key}={text.removesuffix('...').strip()}")
+    return items
+
+
+def config_from_checkpoint(state: dict, path: str) -> Config:
+    """Rebuild the Config stored in a checkpoint through lib.config's checked loader."""
+    data = state.get("config")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: checkpoint has no 'config' dict (not written by train.py?)")
+    try:
+        return load_config(None, _flatten(data))
+    except UserError as err:
+        raise UserError(f"{path}: checkpoint config does not fit this version ({err})") from None
+
+
+def load_model(path: str, device: torch.device | str = "cpu") -> tuple[MVRNet, Config]:
+    """(model in eval mode on `device`, its Config) from a checkpoint file."""
+    state = load_checkpoint(path, map_location="cpu")
+    cfg = config_from_checkpoint(state, path)
+    if not isinstance(state.get("model"), dict):
+        raise UserError(f"{path}: checkpoint has no 'model' state dict")
+    model = build_model(cfg, load_face_model(cfg.face_model.source, cfg.face_model.path))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{path}: weights do not match the network of its config ({first})") from None
+    return model.to(device).eval(), cfg

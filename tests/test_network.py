@@ -1,0 +1,405 @@
+"""MVRNet: shapes, finiteness, the seed's parameter count, initial prediction, row layout,
+missing views, attention-gate gradients, config and input errors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lib.config.schema import ModelConfig
+from lib.errors import UserError
+from lib.facemodel.schema import FaceModel
+from models.mvrnet import MVRNet, source_views
+from models.seed_port import port_seed_state_dict
+from models.unet import AttentionGate
+
+SIZE = 64  # smallest convenient input: 4 UNet poolings, RedNet down to 2 x 2
+TINY = dict(width=0.0625)
+
+
+def fake_face_model(num_id=80, num_exp=64, num_tex=80, vertices=70):
+    """Only the basis sizes matter to the network; BFM09's by default."""
+    rng = np.random.default_rng(0)
+    return FaceModel(
+        name="fake",
+        mean_shape=rng.normal(size=(vertices, 3)),
+        id_basis=rng.normal(size=(vertices, 3, num_id)),
+        exp_basis=rng.normal(size=(vertices, 3, num_exp)),
+        albedo_mean=rng.uniform(size=(vertices, 3)),
+        albedo_basis=rng.normal(size=(vertices, 3, num_tex)),
+        faces=np.array([[0, 1, 2]]),
+        landmarks68=np.arange(68),
+        region_labels=np.zeros(vertices, np.uint8),
+        skin_mask=np.ones(vertices, bool),
+    )
+
+
+def make_inputs(batch, views=3, size=SIZE, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    rgb = torch.rand(batch, views, 3, size, size, generator=gen)
+    parsing = torch.randint(0, 10, (batch, views, size, size), generator=gen)
+    return rgb, parsing
+
+
+def build(face_model=None, **model_kwargs):
+    torch.manual_seed(0)
+    return MVRNet(ModelConfig(**model_kwargs), face_model or fake_face_model(), SIZE)
+
+
+@pytest.fixture(scope="module")
+def full_model():
+    return build(expression_per_view=False)
+
+
+# --- the seed's parameter count, from its architecture definition (network/Tri_Unet.py,
+# network/Rednet.py, mmcv ConvModule: bias only without a norm layer) ---------------------
+
+
+def conv(cin, cout, k=1, bias=True):
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def bn(c):
+    return 2 * c
+
+
+def double_conv(cin, cout):
+    return conv(cin, cout, 3) + bn(cout) + conv(cout, cout, 3) + bn(cout)
+
+
+def attention_block(f_g, f_l, f_int):
+    return conv(f_g, f_int) + bn(f_int) + conv(f_l, f_int) + bn(f_int) + conv(f_int, 1) + bn(1)
+
+
+def seed_tri_unet():
+    """Tri_UNet(4, 64) parameters used by its forward (its conv9 is built but never called)."""
+    encoder = double_conv(4, 64) + double_conv(64, 128) + double_conv(128, 256)
+    encoder += double_conv(256, 512) + double_conv(512, 1024)
+    ups = sum(2 * 2 * cin * cout + cout for cin, cout in [(3072, 512), (512, 256), (256, 128), (128, 64)])
+    decoder = double_conv(2048, 512) + double_conv(1024, 256) + double_conv(512, 128)
+    gates = 3 * sum(attention_block(f, f, f // 2) for f in (64, 128, 256, 512))
+    return 3 * encoder + ups + decoder + gates
+
+
+def seed_involution(c, k):
+    groups = c // 16
+    return conv(c, c // 4, bias=False) + bn(c // 4) + conv(c // 4, k * k * groups)
+
+
+def seed_bottleneck(cin, cout, stride):
+    mid = cout // 4
+    total = conv(cin, mid, bias=False) + bn(mid) + seed_involution(mid, 7) + bn(mid)
+    total += conv(mid, cout, bias=False) + bn(cout)
+    if stride != 1 or cin != cout:
+        total += conv(cin, cout, bias=False) + bn(cout)
+    return total
+
+
+def seed_rednet50():
+    """RedNet(depth=50, in_channels=256) without its pts_net MLP (built but never called)."""
+    stem = conv(256, 32, 3, bias=False) + bn(32) + seed_involution(32, 3) + bn(32)
+    stem += conv(32, 64, 3, bias=False) + bn(64)
+    total, cin = stem, 64
+    for i, blocks in enumerate((3, 4, 6, 3)):
+        cout = 256 * 2**i
+        total += seed_bottleneck(cin, cout, 1 if i == 0 else 2)
+        total += (blocks - 1) * seed_bottleneck(cout, cout, 1)
+        cin = cout
+    return total
+
+
+def seed_heads():
+    """RedNet_FC's 1x1 heads: id 80, exp 64 (shared), color 80, gamma 27; per view
+    rotate 3, offset_xy 2, offset_z 1."""
+    return sum(conv(2048, k) for k in (80, 64, 80, 27)) + 3 * sum(conv(2048, k) for k in (3, 2, 1))
+
+
+def test_parameter_count_equals_the_seed(full_model):
+    seed_used = seed_tri_unet() + seed_rednet50() + seed_heads()
+    ours = sum(p.numel() for p in full_model.parameters())
+    assert ours == seed_used
+    per_view = build(width=0.0625, expression_per_view=True)
+    shared = build(width=0.0625, expression_per_view=False)
+    extra = sum(p.numel() for p in per_view.parameters()) - sum(p.numel() for p in shared.parameters())
+    assert extra == 2 * conv(128, 64)  # two more expression heads at width 1/16 (128 features)
+
+
+def test_sections_match_the_seed(full_model):
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(full_model.fusion) == seed_tri_unet()
+    assert count(full_model.backbone) == seed_rednet50()
+    assert count(full_model.heads) == seed_heads()
+    assert full_model.fusion.out_channels == 256 and full_model.backbone.out_channels == 2048
+
+
+def check_coefficients(coeffs, rows, face_model):
+    expected = {
+        "identity": face_model.num_id,
+        "expression": face_model.num_exp,
+        "albedo": face_model.num_tex,
+        "rotation": 3,
+        "translation": 3,
+        "lighting": 27,
+    }
+    for key, value in coeffs.as_dict().items():
+        assert value.shape == (rows, expected[key]), key
+        assert value.dtype == torch.float32 and torch.isfinite(value).all(), key
+
+
+def test_full_width_shapes_and_initial_prediction(full_model):
+    rgb, parsing = make_inputs(1)
+    with torch.no_grad():
+        coeffs = full_model(rgb, parsing)
+    check_coefficients(coeffs, 3, fake_face_model())
+    # The mean face, frontal, at the canonical placement (not a collapsed or wild pose).
+    assert coeffs.rotation.abs().max() < math.radians(1.0)
+    assert coeffs.translation.abs().max() < 1.0  # mm
+    for key in ("identity", "expression", "albedo", "lighting"):
+        assert getattr(coeffs, key).abs().max() < 0.05, key
+
+
+@pytest.mark.parametrize("present", [[True, True, True], [False, True, False], [True, False, True], [True, False, False]])
+def test_tiny_width_missing_views_shapes_and_finiteness(present):
+    model = build(**TINY)
+    face_model = fake_face_model()
+    rgb, parsing = make_inputs(2)
+    mask = torch.tensor([present, [True, True, True]])
+    coeffs = model(rgb, parsing, mask)
+    check_coefficients(coeffs, 6, face_model)
+    assert coeffs.rotation.abs().max() < math.radians(1.0) and coeffs.translation.abs().max() < 1.0
+
+
+def test_ict_sized_heads():
+    model = build(fake_face_model(num_id=100, num_exp=53, num_tex=80), **TINY)
+    coeffs = model(*make_inputs(1))
+    assert coeffs.identity.shape == (3, 100) and coeffs.expression.shape == (3, 53)
+
+
+def test_row_layout_and_pose_parametrisation():
+    model = build(**TINY).eval()
+    limit = math.radians(90.0)
+    with torch.no_grad():
+        for v, head in enumerate(model.heads.rotation):
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([0.1 * (v + 1), -0.2, 0.0]))
+        for v, head in enumerate(model.heads.translation):
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([0.0, 0.0, 100.0 * (v + 1)]))  # saturates
+        coeffs = model(*make_inputs(2))
+    rot = coeffs.rotation.view(2, 3, 3)  # row b * V + v
+    for v in range(3):
+        torch.testing.assert_close(rot[:, v, 0], torch.full((2,), limit * math.tanh(0.1 * (v + 1))))
+    torch.testing.assert_close(coeffs.translation[:, 2], torch.full((6,), 200.0))  # bounded by the limit
+    shared = coeffs.identity.view(2, 3, -1)
+    assert torch.equal(shared[:, 0], shared[:, 1]) and torch.equal(shared[:, 0], shared[:, 2])
+    assert not torch.equal(shared[0, 0], shared[1, 0])  # different samples, different faces
+
+
+def test_expression_shared_or_per_view():
+    rgb, parsing = make_inputs(1)
+    shared = build(expression_per_view=False, **TINY)(rgb, parsing).expression
+    assert torch.equal(shared[0], shared[1]) and torch.equal(shared[0], shared[2])
+    per_view = build(expression_per_view=True, **TINY)(rgb, parsing).expression
+    assert not torch.equal(per_view[0], per_view[1])
+
+
+def test_source_views():
+    mask = torch.tensor([[True, True, True], [True, False, True], [False, False, True], [True, False, False], [False, True, False]])
+    expected = torch.tensor([[0, 1, 2], [0, 0, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1]])
+    assert torch.equal(source_views(mask), expected)
+
+
+def test_missing_view_content_is_ignored_and_rows_copy_the_source():
+    model = build(**TINY).eval()
+    rgb, parsing = make_inputs(1)
+    mask = torch.tensor([[True, True, False]])
+    other_rgb = rgb.clone()
+    other_rgb[:, 2] = torch.rand(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        a = model(rgb, parsing, mask)
+        b = model(other_rgb, parsing, mask)
+        full = model(rgb, parsing)
+    for key, value in a.as_dict().items():
+        assert torch.equal(value, getattr(b, key)), key
+    for key in ("rotation", "translation", "expression"):
+        assert torch.equal(getattr(a, key)[2], getattr(a, key)[1]), key  # copied from the front
+    assert not torch.equal(a.identity, full.identity)  # the missing view really changed the fusion
+
+
+def test_attention_gates_receive_gradients():
+    model = build(**TINY)
+    coeffs = model(*make_inputs(2))
+    loss = sum(v.square().sum() for v in coeffs.as_dict().values())
+    loss.backward()
+    gates = [m for m in model.modules() if isinstance(m, AttentionGate)]
+    assert len(gates) == 4 * 3
+    for gate in gates:
+        for name, p in gate.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert gate.W_g[0].weight.grad.abs().sum() > 0 and gate.W_x[0].weight.grad.abs().sum() > 0
+        assert gate.psi[0].weight.grad.abs().sum() > 0
+
+
+def test_autocast_bf16_forward_and_backward():
+    model = build(**TINY)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        coeffs = model(*make_inputs(2))
+    check_coefficients(coeffs, 6, fake_face_model())
+    coeffs.identity.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_implementations_give_the_same_network_output():
+    rgb, parsing = make_inputs(1)
+    lean = build(involution="lean", **TINY).eval()
+    unfold = build(involution="unfold", **TINY).eval()
+    unfold.load_state_dict(lean.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(lean(rgb, parsing).identity, unfold(rgb, parsing).identity, atol=1e-6, rtol=1e-4)
+
+
+def test_input_does_not_modify_callers_tensors():
+    model = build(**TINY)
+    rgb, parsing = make_inputs(1)
+    rgb0, parsing0 = rgb.clone(), parsing.clone()
+    model(rgb, parsing, torch.tensor([[False, True, True]]))
+    assert torch.equal(rgb, rgb0) and torch.equal(parsing, parsing0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, size, message",
+    [
+        (dict(fused_channels=128), SIZE, "model.fused_channels=128"),
+        (dict(involution="fast"), SIZE, "model.involution 'fast'"),
+        (dict(involution="triton"), SIZE, "model.involution=triton"),
+        (dict(rednet_layers=[3, 4, 6, 3, 2]), SIZE, "model.rednet_layers"),
+        (dict(width=0.0), SIZE, "model.width"),
+        ({}, 60, "data.image_size=60 must be divisible by 16"),
+    ],
+)
+def test_bad_config_is_a_user_error(kwargs, size, message):
+    with pytest.raises(UserError, match=message):
+        MVRNet(ModelConfig(**kwargs), fake_face_model(), size)
+
+
+def test_bad_inputs_are_user_errors():
+    model = build(**TINY)
+    rgb, parsing = make_inputs(1)
+    with pytest.raises(UserError, match="rgb must be"):
+        model(rgb[:, :2], parsing[:, :2])
+    with pytest.raises(UserError, match="parsing must be"):
+        model(rgb, parsing[..., :32])
+    with pytest.raises(UserError, match="at least one present view"):
+        model(rgb, parsing, torch.zeros(1, 3, dtype=torch.bool))
+
+
+def test_fewer_views_configured():
+    model = MVRNet(ModelConfig(num_views=1, fused_channels=128, **TINY), fake_face_model(), SIZE)
+    coeffs = model(*make_inputs(2, views=1))
+    check_coefficients(coeffs, 2, fake_face_model())
+
+
+# --- porting the seed's weights: its state-dict names and shapes, from its definition ----
+
+
+def seed_state_shapes() -> dict:
+    """Every key of the seed MVRNet's state dict (minus the BiSeNet parser) with its shape,
+    written from network/Tri_Unet.py and network/Rednet.py (mmcv ConvModule: conv, bn)."""
+    shapes = {}
+
+    def conv(name, cin, cout, k=1, bias=True):
+        shapes[f"{name}.weight"] = (cout, cin, k, k)
+        if bias:
+            shapes[f"{name}.bias"] = (cout,)
+
+    def norm(name, c):
+        for p in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{name}.{p}"] = (c,)
+        shapes[f"{name}.num_batches_tracked"] = ()
+
+    def double(name, cin, cout):
+        conv(f"{name}.conv.0", cin, cout, 3)
+        norm(f"{name}.conv.1", cout)
+        conv(f"{name}.conv.3", cout, cout, 3)
+        norm(f"{name}.conv.4", cout)
+
+    def conv_module(name, cin, cout, k, with_norm=True):
+        conv(f"{name}.conv", cin, cout, k, bias=not with_norm)
+        if with_norm:
+            norm(f"{name}.bn", cout)
+
+    def inv(name, c, k):
+        conv_module(f"{name}.conv1", c, c // 4, 1)
+        conv_module(f"{name}.conv2", c // 4, k * k * c // 16, 1, with_norm=False)
+
+    for v in range(3):
+        for i, (cin, cout) in enumerate([(4, 64), (64, 128), (128, 256), (256, 512), (512, 1024)], 1):
+            double(f"uuunet.conv{i}_{v}", cin, cout)
+        for i, f in enumerate((64, 128, 256, 512), 1):
+            for branch, cin, cout in (("W_g", f, f // 2), ("W_x", f, f // 2), ("psi", f // 2, 1)):
+                conv(f"uuunet.att{i}_{v}.{branch}.0", cin, cout)
+                norm(f"uuunet.att{i}_{v}.{branch}.1", cout)
+    for j, (cin, cout) in enumerate([(3072, 512), (512, 256), (256, 128), (128, 64)]):
+        shapes[f"uuunet.up{6 + j}.weight"] = (cin, cout, 2, 2)
+        shapes[f"uuunet.up{6 + j}.bias"] = (cout,)
+    for j, (cin, cout) in enumerate([(2048, 512), (1024, 256), (512, 128), (256, 64)]):  # conv9: unused
+        double(f"uuunet.conv{6 + j}", cin, cout)
+    r = "rednet_fc.rednet"
+    conv_module(f"{r}.stem.0", 256, 32, 3)
+    inv(f"{r}.stem.1", 32, 3)
+    norm(f"{r}.stem.2", 32)
+    conv_module(f"{r}.stem.4", 32, 64, 3)
+    cin = 64
+    for i, blocks in enumerate((3, 4, 6, 3)):
+        cout = 256 * 2**i
+        for b in range(blocks):
+            name = f"{r}.layer{i + 1}.{b}"
+            conv(f"{name}.conv1", cin if b == 0 else cout, cout // 4, bias=False)
+            norm(f"{name}.bn1", cout // 4)
+            inv(f"{name}.conv2", cout // 4, 7)
+            norm(f"{name}.bn2", cout // 4)
+            conv(f"{name}.conv3", cout // 4, cout, bias=False)
+            norm(f"{name}.bn3", cout)
+            if b == 0:
+                conv(f"{name}.downsample.0", cin, cout, bias=False)
+                norm(f"{name}.downsample.1", cout)
+        cin = cout
+    for i, (cin, cout) in ((0, (2048, 1024)), (2, (1024, 512)), (4, (512, 318))):  # pts_net: unused
+        shapes[f"{r}.pts_net.{i}.weight"] = (cout, cin)
+        shapes[f"{r}.pts_net.{i}.bias"] = (cout,)
+    shapes[f"{r}.pts_net.1.weight"] = shapes[f"{r}.pts_net.3.weight"] = (1,)
+    for head, k in (("id", 80), ("exp", 64), ("color", 80), ("gamma", 27)):
+        conv(f"rednet_fc.conv2_{head}", 2048, k)
+    for view in ("lt", "ft", "rt"):
+        for head, k in (("rotate", 3), ("offset_xy", 2), ("offset_z", 1)):
+            conv(f"rednet_fc.conv2_{head}_{view}", 2048, k)
+    return shapes
+
+
+def test_seed_state_dict_ports_exactly(full_model):
+    shapes = seed_state_shapes()
+    # Distinct constant per key, stored as stride-0 views: no memory for 97M values.
+    seed = {
+        f"module.{key}": torch.full((1,) * len(shape), float(i)).expand(shape) if shape else torch.tensor(i)
+        for i, (key, shape) in enumerate(shapes.items())
+    }
+    seed["module.mask_model.cp.conv.weight"] = torch.zeros(3)  # the frozen parser: dropped
+    ported = port_seed_state_dict(seed, num_views=3, expression_per_view=False)
+    own = full_model.state_dict()
+    assert ported.keys() == own.keys()
+    for key, value in ported.items():
+        assert value.shape == own[key].shape, key
+    used = {k: i for i, k in enumerate(shapes) if "pts_net" not in k and "conv9" not in k}
+    values = {float(v.reshape(-1)[0]) for k, v in ported.items() if not k.startswith("heads.translation")}
+    assert len(values) == len(used) - 12  # one-to-one, but the 6 offset heads (weight, bias) merge
+    assert float(ported["fusion.gates.0.2.psi.0.weight"].reshape(-1)[0]) == used["uuunet.att4_2.psi.0.weight"]
+
+
+def test_seed_heads_port():
+    w = {f"rednet_fc.conv2_offset_{k}_ft.weight": torch.full((n, 8, 1, 1), float(n)) for k, n in (("xy", 2), ("z", 1))}
+    w["rednet_fc.conv2_exp.weight"] = torch.ones(4, 8, 1, 1)
+    ported = port_seed_state_dict(w, num_views=3, expression_per_view=True)
+    assert ported["heads.translation.1.weight"][:, 0, 0, 0].tolist() == [2.0, 2.0, 1.0]  # x, y, then z
+    assert all(torch.equal(ported[f"heads.expression.{v}.weight"], torch.ones(4, 8, 1, 1)) for v in range(3))
+    with pytest.raises(UserError, match="unexpected keys rednet_fc.conv2_foo.weight"):
+        port_seed_state_dict({"rednet_fc.conv2_foo.weight": torch.zeros(1)})
