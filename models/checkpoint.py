@@ -14,9 +14,8 @@ import tempfile
 import zipfile
 
 import torch
-import yaml
 
-from lib.config import Config, load_config
+from lib.config import Config, config_from_dict
 from lib.errors import UserError
 from lib.facemodel import load_face_model
 from lib.facemodel.schema import FaceModel
@@ -63,25 +62,13 @@ def build_model(cfg: Config, face_model: FaceModel) -> MVRNet:
     return MVRNet(cfg.model, face_model, cfg.data.image_size)
 
 
-def _flatten(data: dict, prefix: str = "") -> list[str]:
-    """{'a': {'b': 1}} -> ['a.b=1'] with values as one-line YAML, for lib.config overrides."""
-    items = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
-            items.append(f"{prefix}{key}={text.removesuffix('...').strip()}")
-    return items
-
-
 def config_from_checkpoint(state: dict, path: str) -> Config:
     """Rebuild the Config stored in a checkpoint through lib.config's checked loader."""
     data = state.get("config")
     if not isinstance(data, dict):
         raise UserError(f"{path}: checkpoint has no 'config' dict (not written by train.py?)")
     try:
-        return load_config(None, _flatten(data))
+        return config_from_dict(data, "checkpoint config")
     except UserError as err:
         raise UserError(f"{path}: checkpoint config does not fit this version ({err})") from None
 

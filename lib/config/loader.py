@@ -94,6 +94,12 @@ def _parse_numbers(data: Any) -> Any:
     return data
 
 
+def config_from_dict(data: dict, where: str) -> Config:
+    """A Config from a nested dict (e.g. one stored in a checkpoint), checked like a
+    YAML file; `where` names the source in error messages."""
+    return _merge(Config(), _parse_numbers(data), where)
+
+
 def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
