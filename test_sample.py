@@ -1,17 +1,163 @@
-"""Reconstruct faces from folders of views: textured meshes and overlay pictures out."""
+"""Reconstruct faces from folders of views: textured meshes and overlay pictures out.
+
+Modes: --checkpoint FILE (network), --fit (fitting only), both (network, then
+fitting refines it). Without --checkpoint the fit is used. Without --input it runs on
+demo subjects rendered from the face model and prints their error against the ground
+truth. Per subject it writes OUT/<subject>/ (see doc/fitting.md) and skips subjects
+already complete unless --overwrite. Exit status 1 when a subject failed (the others
+are still done).
+"""
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
 from lib.cli import make_parser, parse_config, run
+from lib.config.schema import Config
 from lib.errors import UserError
+from lib.facemodel import load_face_model
+from lib.fitting.fit import landmark_pose
+from lib.fitting.inputs import discover_subjects
+from lib.fitting.pipeline import (
+    PreparedSubject,
+    assign_view_slots,
+    prepare_subject,
+    read_result,
+    reconstruct,
+    write_subject,
+)
+from lib.morphable import MorphableModel
+
+COLUMNS = (
+    ("name", "subject", "{}"),
+    ("views", "views", "{}"),
+    ("mode", "mode", "{}"),
+    ("landmark_median_px", "lmk med px", "{:.2f}"),
+    ("landmark_worst_view_px", "worst view px", "{:.2f}"),
+    ("seconds_fit", "fit s", "{:.1f}"),
+    ("shape_error_mm", "error mm", "{:.3f}"),
+    ("mean_face_error_mm", "mean face mm", "{:.3f}"),
+    ("status", "status", "{}"),
+)
+
+
+def network_predictor(path: str):
+    """(predictor, face model) from a checkpoint: the predictor resizes a subject's
+    crops to the network's input size, puts each view in its slot and returns one
+    coefficient row per view."""
+    from models.checkpoint import load_model
+
+    model, net_cfg = load_model(path, "cpu")
+    size, slots = net_cfg.data.image_size, net_cfg.model.num_views
+    face_model = load_face_model(net_cfg.face_model.source, net_cfg.face_model.path)
+    morphable = MorphableModel(face_model)
+
+    def predict(prepared: PreparedSubject):
+        target = prepared.target()
+        rotation, _ = landmark_pose(morphable, target.landmarks, target.image_size, net_cfg.loss.landmark_heavy_weight)
+        slot = assign_view_slots(rotation[:, 1], slots, net_cfg.fit.side_view_deg)
+        rgb = torch.zeros(1, slots, 3, size, size)
+        parsing = torch.zeros(1, slots, size, size, dtype=torch.long)
+        mask = torch.zeros(1, slots, dtype=torch.bool)
+        rgb[0, slot] = F.interpolate(target.rgb, size=(size, size), mode="area")
+        parsing[0, slot] = F.interpolate(target.parsing[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+        mask[0, slot] = True
+        with torch.no_grad():
+            coeffs = model(rgb, parsing, mask)
+        return coeffs.map(lambda t: t[slot])
+
+    return predict, face_model
+
+
+def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
+    """fit.demo_subjects synthetic subjects (validation split) with their ground truth."""
+    from data.synthetic import generate_split
+
+    data_cfg = dataclasses.replace(cfg.data, image_size=cfg.fit.crop_size)
+    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", cfg.fit.demo_subjects, progress=False)
+    return [
+        PreparedSubject(
+            name=f"demo-{i:03d}",
+            view_names=[f"yaw{y:+.0f}" for y in cfg.data.synthetic.yaw_deg],
+            images=arrays["rgb"][i],
+            landmarks=arrays["landmarks"][i],
+            parsing=arrays["parsing"][i],
+            skin_weight=arrays["skin_weight"][i],
+            gt_shape=arrays["gt_shape"][i],
+        )
+        for i in range(arrays["rgb"].shape[0])
+    ]
+
+
+def print_table(rows: list[dict]) -> None:
+    cells = [[title for _, title, _ in COLUMNS]]
+    for row in rows:
+        cells.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in COLUMNS])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    for i, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/test_sample")
-    parser.add_argument("--input", default="", help="folder of views (samples/ layout or one folder per subject)")
-    parser.add_argument("--checkpoint", default="", help="trained network checkpoint")
-    parser.add_argument("--fit", action="store_true", help="fit by analysis-by-synthesis")
-    parse_config(parser, argv)
-    raise UserError("reconstruction is not yet available (issue 8)")
+    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample")
+    parser.add_argument("--input", default="", help="folder of views (samples/ layout or one folder per subject); "
+                        "default: demo subjects rendered from the face model")
+    parser.add_argument("--checkpoint", default="", help="trained network checkpoint (network prediction)")
+    parser.add_argument("--fit", action="store_true", help="fit by analysis-by-synthesis (refines --checkpoint)")
+    parser.add_argument("--overwrite", action="store_true", help="redo subjects whose results already exist")
+    args, cfg = parse_config(parser, argv)
+    torch.manual_seed(cfg.train.seed)
+    if cfg.fit.num_threads > 0:
+        torch.set_num_threads(cfg.fit.num_threads)
+
+    predictor = None
+    if args.checkpoint:
+        predictor, face_model = network_predictor(args.checkpoint)
+    else:
+        face_model = load_face_model(cfg.face_model.source, cfg.face_model.path)
+    fit = args.fit or not args.checkpoint
+    mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
+    morphable = MorphableModel(face_model)
+
+    if args.input:
+        subjects = discover_subjects(args.input)
+        from lib.preprocess.pipeline import Preprocessor
+
+        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
+        jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor)) for s in subjects]
+    else:
+        jobs = [(p.name, lambda p=p: p) for p in demo_subjects(face_model, cfg)]
+
+    rows = []
+    for name, load in tqdm(jobs, desc="subjects", unit="subject"):
+        folder = os.path.join(args.out, name)
+        done = None if args.overwrite else read_result(folder)
+        if done is not None:
+            rows.append({**done, "status": "done before"})
+            continue
+        try:
+            prepared = load()
+            result = reconstruct(prepared, morphable, cfg, predictor, fit, progress=True)
+            rows.append({**write_subject(folder, prepared, morphable, result, cfg, mode), "status": "ok"})
+        except UserError as err:
+            tqdm.write(f"{name}: skipped: {err}", file=sys.stderr)
+            rows.append({"name": name, "status": f"failed: {err}"})
+
+    print_table(rows)
+    errors = [r["shape_error_mm"] for r in rows if r.get("shape_error_mm") is not None]
+    if errors:
+        means = [r["mean_face_error_mm"] for r in rows if r.get("mean_face_error_mm") is not None]
+        print(f"scan-to-mesh error (mean over subjects): fit {np.mean(errors):.3f} mm, mean face {np.mean(means):.3f} mm")
+    print(f"results in {args.out}")
+    return 1 if any(r["status"].startswith("failed") for r in rows) else 0
 
 
 if __name__ == "__main__":

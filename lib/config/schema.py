@@ -126,6 +126,9 @@ class TrainConfig:
     # batch_size is the global batch: each of the world_size ranks takes batch_size / world_size.
     last_every_minutes: float = 10.0  # also write last.pt mid-epoch this often (0: off)
     progress: bool = True  # tqdm bars (generation and training)
+    # torch intra-op threads per process (0: torch's default, one per core). Small
+    # networks gain little from threads, and on a shared CPU they can spin-wait.
+    num_threads: int = 0
 
 
 @dataclass
@@ -151,9 +154,9 @@ class FitConfig:
 
     steps_pose: int = 30  # L-BFGS evaluations, landmarks only
     steps_shape: int = 200  # L-BFGS evaluations, landmarks + prior
-    steps_appearance: int = 80  # Adam steps on the full objective (renders)
+    steps_appearance: int = 150  # Adam steps on the full objective (renders)
     steps_refine: int = 40  # after a network prediction
-    lr: float = 0.03  # Adam step for identity / expression / albedo coefficients (unit variance)
+    lr: float = 0.05  # Adam step for identity / expression / albedo coefficients (unit variance)
     lr_rotation: float = 0.01  # radians per step
     lr_translation: float = 1.0  # mm per step
     lr_lighting: float = 0.02  # SH coefficients per step
@@ -168,6 +171,9 @@ class FitConfig:
     texture_cosine_power: float = 2.0  # blending weight = cosine ** power
     demo_subjects: int = 3  # synthetic subjects when test_sample.py gets no --input
     novel_yaw_deg: float = 50.0  # view angle of the shaded render on each sheet
+    # torch threads while fitting (0: torch's default, one per core). Fitting's tensors
+    # are small; on the shared 2-core machine 2 threads were over 10x slower than 1.
+    num_threads: int = 1
 
 
 @dataclass

@@ -1,0 +1,262 @@
+"""One subject from photos to files: preprocess, reconstruct (network and/or fitting),
+bake the texture, draw the figures, write everything (doc/fitting.md).
+
+The network itself lives in `models/`, which `lib` never imports: callers hand in a
+`predictor` callable (test_sample.py builds it from a checkpoint).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lib.config.schema import Config
+from lib.errors import UserError
+from lib.fitting.fit import FitResult, FitTarget, fit_views
+from lib.fitting.inputs import Subject
+from lib.fitting.texture import bake_texture
+from lib.meshio import write_obj
+from lib.morphable import FaceCoefficients, MorphableModel
+from lib.preprocess.image_io import read_image
+from lib.render import render_mesh
+from lib.visualize import shaded_render, subject_sheet, view_figure
+
+RESULT_FILE = "result.json"
+"""Written last for each subject: its presence means the subject is complete."""
+
+Predictor = Callable[["PreparedSubject"], FaceCoefficients]
+"""Network prediction for a subject: Vw rows of coefficients, one per view."""
+
+
+@dataclass
+class PreparedSubject:
+    """A subject's views after preprocessing (S = crop size).
+
+    images uint8 [Vw, S, S, 3]; landmarks float32 [Vw, 68, 2] px; parsing uint8
+    [Vw, S, S]; skin_weight float32 [Vw, S, S]; view_names: one label per view
+    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects.
+    """
+
+    name: str
+    view_names: list
+    images: np.ndarray
+    landmarks: np.ndarray
+    parsing: np.ndarray
+    skin_weight: np.ndarray
+    gt_shape: np.ndarray | None = None
+
+    def target(self) -> FitTarget:
+        return FitTarget(
+            rgb=torch.from_numpy(self.images).permute(0, 3, 1, 2).float() / 255.0,
+            landmarks=torch.from_numpy(np.asarray(self.landmarks, np.float32)),
+            parsing=torch.from_numpy(self.parsing.astype(np.int64)),
+            skin_weight=torch.from_numpy(np.asarray(self.skin_weight, np.float32)),
+        )
+
+
+def prepare_subject(subject: Subject, preprocessor) -> PreparedSubject:
+    """Read and preprocess a subject's views. preprocessor: `lib.preprocess.pipeline.
+    Preprocessor`. Raises UserError naming the file (unreadable image, no face)."""
+    if not subject.views:
+        raise UserError(f"{subject.name}: no images in this subject's folder")
+    faces = [preprocessor(read_image(path), name=path) for path in subject.views]
+    return PreparedSubject(
+        name=subject.name,
+        view_names=[os.path.splitext(os.path.basename(p))[0] for p in subject.views],
+        images=np.stack([f.crop for f in faces]),
+        landmarks=np.stack([f.landmarks for f in faces]).astype(np.float32),
+        parsing=np.stack([f.parsing for f in faces]),
+        skin_weight=np.stack([f.skin_weight for f in faces]).astype(np.float32),
+    )
+
+
+def assign_view_slots(yaw: torch.Tensor, num_slots: int, side_view_deg: float) -> list[int]:
+    """Network input slot (0 left, 1 front, 2 right for a 3-view network) of each of
+    Vw views given their yaw [Vw] radians: in order when all slots are filled, else by
+    the sign of the yaw (negative = left, as the synthetic data's yaws), falling back
+    to the first free slots when two views would share one."""
+    count = yaw.shape[0]
+    if count > num_slots:
+        raise UserError(f"{count} views, but the network takes at most {num_slots}; remove views or use --fit alone")
+    if count == num_slots:
+        return list(range(count))
+    if num_slots != 3:
+        return list(range(count))
+    side = math.radians(side_view_deg)
+    wanted = [0 if y < -side else 2 if y > side else 1 for y in yaw.tolist()]
+    if len(set(wanted)) == count:
+        return wanted
+    return list(range(count))
+
+
+def reconstruct(
+    prepared: PreparedSubject,
+    morphable: MorphableModel,
+    cfg: Config,
+    predictor: Predictor | None = None,
+    fit: bool = True,
+    progress: bool = False,
+) -> FitResult:
+    """Network prediction (when `predictor`), fitting (when `fit`), or both (the
+    prediction refined for fit.steps_refine steps). Without a predictor the fit
+    starts from the mean face."""
+    if predictor is None and not fit:
+        raise UserError("nothing to do: give --checkpoint FILE, --fit, or both")
+    init = predictor(prepared) if predictor is not None else None
+    fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
+    return fit_views(
+        morphable, prepared.target(), fit_cfg, cfg.loss, init=init,
+        expression_per_view=cfg.model.expression_per_view, progress=progress,
+    )
+
+
+def frontal_view(coeffs: FaceCoefficients) -> int:
+    """Index of the view seen most head-on (smallest |yaw|): its expression is the
+    one exported."""
+    return int(coeffs.rotation[:, 1].abs().argmin())
+
+
+def landmark_summary(result: FitResult) -> dict:
+    """Median landmark distances in px: over all views' 68 points, per view, worst view."""
+    error = result.landmark_error.numpy()
+    per_view = [float(np.median(e)) for e in error]
+    return {
+        "landmark_median_px": float(np.median(error)),
+        "landmark_median_px_per_view": per_view,
+        "landmark_worst_view_px": max(per_view),
+        "landmark_median_px_no_jaw": float(np.median(error[:, 17:])),
+    }
+
+
+def shape_error(pred_shape: np.ndarray, gt_shape: np.ndarray, morphable: MorphableModel, cfg: Config) -> float:
+    """Mean NoW scan-to-mesh distance (mm) from the ground-truth mesh's vertices to
+    the predicted mesh, after the NoW 7-point + rigid alignment."""
+    from lib.evaluation.now import error_statistics, now_scan_to_mesh
+
+    now7 = morphable.face_model.extra_landmarks["now7"]
+    faces = morphable.face_model.faces
+    result = now_scan_to_mesh(gt_shape, gt_shape[now7], pred_shape, faces, pred_shape[now7], cfg.eval)
+    return error_statistics(result.distances)["mean"]
+
+
+def write_subject(
+    folder: str,
+    prepared: PreparedSubject,
+    morphable: MorphableModel,
+    result: FitResult,
+    cfg: Config,
+    mode: str,
+) -> dict:
+    """Write every file of one subject into `folder` and return its summary row.
+
+    Files: mesh.obj (per-vertex albedo colours), textured.obj/.mtl/.png (when the
+    face model has UVs), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
+    and last result.json (the summary row; marks the subject complete).
+    """
+    start = time.perf_counter()
+    os.makedirs(folder, exist_ok=True)
+    face_model = morphable.face_model
+    coeffs = result.coeffs
+    size = prepared.images.shape[1:3]
+    with torch.no_grad():
+        instance = morphable(coeffs, size)
+        front = frontal_view(coeffs)
+        shape = instance.shape[front]
+        albedo = instance.albedo[front].clamp(0, 1)
+        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors.clamp(0, 1)}, size)
+
+    write_obj(os.path.join(folder, "mesh.obj"), shape.numpy(), face_model.faces, colors=albedo.numpy())
+    row = {"name": prepared.name, "mode": mode, "views": len(prepared.view_names)}
+    if face_model.has_uv:
+        baked = bake_texture(
+            torch.from_numpy(prepared.images).float() / 255.0, instance.vertices, instance.normals, morphable.faces,
+            torch.from_numpy(face_model.uv_coords), torch.from_numpy(face_model.uv_faces), albedo,
+            cfg.fit.texture_size, cfg.fit.texture_min_cosine, cfg.fit.texture_cosine_power,
+        )
+        write_obj(
+            os.path.join(folder, "textured.obj"), shape.numpy(), face_model.faces,
+            uv_coords=face_model.uv_coords, uv_faces=face_model.uv_faces, texture=baked.image,
+        )
+        row["texture_baked_fraction"] = baked.baked_fraction
+
+    figures = []
+    for k, view_name in enumerate(prepared.view_names):
+        figure = view_figure(
+            prepared.images[k], render.images["color"][k].numpy(), render.mask[k, ..., 0].numpy(),
+            result.landmarks[k].numpy(), prepared.landmarks[k], f"view {k}: {view_name}",
+        )
+        Image.fromarray(figure).save(os.path.join(folder, f"view{k}.png"))
+        figures.append(figure)
+    yaw = cfg.fit.novel_yaw_deg
+    novel = [
+        shaded_render(shape, morphable.faces, size, yaw_deg=yaw),
+        shaded_render(shape, morphable.faces, size, yaw_deg=-yaw),
+        shaded_render(shape, morphable.faces, size, yaw_deg=0.0, colors=albedo),
+    ]
+    row.update(landmark_summary(result))
+    title = f"{prepared.name}  ({mode}; landmark median {row['landmark_median_px']:.2f} px)"
+    Image.fromarray(subject_sheet(figures, novel, title)).save(os.path.join(folder, "sheet.png"))
+
+    _write_coefficients(folder, prepared, coeffs, face_model.name, result)
+    row["seconds_fit"] = result.seconds
+    if prepared.gt_shape is not None:
+        mean_shape = morphable.mean_shape.reshape(-1, 3).numpy()
+        row["shape_error_mm"] = shape_error(shape.numpy(), prepared.gt_shape, morphable, cfg)
+        row["mean_face_error_mm"] = shape_error(mean_shape, prepared.gt_shape, morphable, cfg)
+    row["seconds_write"] = time.perf_counter() - start
+    _write_json(os.path.join(folder, RESULT_FILE), row)
+    return row
+
+
+def _write_coefficients(folder: str, prepared: PreparedSubject, coeffs: FaceCoefficients, model_name: str,
+                        result: FitResult) -> None:
+    """coeffs.npz (arrays, Vw rows) and coeffs.json (the same as lists, plus context)."""
+    arrays = {k: v.numpy().astype(np.float32) for k, v in coeffs.as_dict().items()}
+    arrays["landmarks_fit"] = result.landmarks.numpy().astype(np.float32)
+    arrays["landmarks_detected"] = np.asarray(prepared.landmarks, np.float32)
+    np.savez(os.path.join(folder, "coeffs.npz"), **arrays)
+    doc = {
+        "face_model": model_name,
+        "views": list(prepared.view_names),
+        "units": "rotation: Euler radians (x, y, z), R = Rz Ry Rx; translation: mm; landmarks: px",
+        "shared": ["identity", "albedo"],
+        "coefficients": {k: v.tolist() for k, v in arrays.items() if not k.startswith("landmarks")},
+        "loss_terms": result.terms,
+    }
+    _write_json(os.path.join(folder, "coeffs.json"), doc)
+
+
+def _write_json(path: str, data: dict) -> None:
+    """Atomic write: a crash never leaves a half JSON (result.json marks completion)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=_jsonable)
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_result(folder: str) -> dict | None:
+    """The summary row of a completed subject, or None when it is not complete."""
+    path = os.path.join(folder, RESULT_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

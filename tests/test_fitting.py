@@ -1,0 +1,201 @@
+"""Multi-view fitting, texture baking, input discovery (lib.fitting)."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lib.config.schema import FitConfig, LossConfig
+from lib.errors import UserError
+from lib.facemodel.builtin import build_builtin_face_model
+from lib.fitting.fit import FitTarget, fit_views, initial_pose, landmark_pose, matrix_to_euler
+from lib.fitting.inputs import discover_subjects
+from lib.fitting.pipeline import assign_view_slots
+from lib.fitting.texture import bake_texture
+from lib.geometry import euler_to_matrix, vertex_normals
+from lib.losses import similarity_transform
+from lib.morphable import FaceCoefficients, MorphableModel
+from lib.render import render_mesh
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def morphable():
+    return MorphableModel(build_builtin_face_model())
+
+
+def synthetic_subject(morphable, seed=0, yaws=(-30.0, 0.0, 30.0)):
+    """Known coefficients rendered into 3 views of SIZE px: (target, truth coeffs)."""
+    gen = torch.Generator().manual_seed(seed)
+    fm = morphable.face_model
+    n = len(yaws)
+    shared = lambda k, std: (torch.randn(1, k, generator=gen) * std).expand(n, -1)  # noqa: E731
+    truth = FaceCoefficients(
+        identity=shared(fm.num_id, 1.0),
+        expression=shared(fm.num_exp, 0.5),
+        albedo=shared(fm.num_tex, 0.5),
+        rotation=torch.tensor([[0.05, math.radians(y), 0.02] for y in yaws]),
+        translation=torch.tensor([[3.0, -4.0, 20.0]]).expand(n, -1),
+        lighting=torch.zeros(n, 27),
+    )
+    with torch.no_grad():
+        instance = morphable(truth, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE))
+        rgb = render.images["color"] * render.mask + 0.3 * (1 - render.mask)
+    target = FitTarget(rgb=rgb.permute(0, 3, 1, 2).clamp(0, 1), landmarks=instance.landmarks.clone())
+    return target, truth, instance.shape[0]
+
+
+def aligned_error(shape, truth_shape):
+    """Mean vertex distance (mm) after the best similarity transform."""
+    s, r, t = similarity_transform(shape[None].double(), truth_shape[None].double())
+    aligned = s[:, None, None] * shape[None].double() @ r.transpose(1, 2) + t[:, None]
+    return float((aligned[0] - truth_shape.double()).norm(dim=-1).mean())
+
+
+def test_matrix_to_euler_inverts_euler_to_matrix():
+    angles = torch.tensor([[0.3, -0.7, 0.2], [-1.0, 1.2, 2.5], [0.0, 0.0, 0.0]])
+    back = matrix_to_euler(euler_to_matrix(angles))
+    assert torch.allclose(euler_to_matrix(back), euler_to_matrix(angles), atol=1e-5)
+    assert torch.allclose(back, angles, atol=1e-5)
+
+
+def test_initial_pose_recovers_a_known_pose(morphable):
+    target, truth, _ = synthetic_subject(morphable, seed=1)
+    rotation, translation = landmark_pose(morphable, target.landmarks, target.image_size, 20.0)
+    # Weak perspective and a non-mean identity leave a few degrees / mm of error.
+    assert (rotation - truth.rotation).abs().max() < math.radians(8)
+    assert (translation - truth.translation).abs().max() < 40.0
+
+
+def test_initial_pose_exact_for_a_far_planar_free_case():
+    # Points projected orthographically-ish from far away: the pose must come back.
+    points = torch.randn(68, 3) * 30
+    angles = torch.tensor([[0.2, -0.4, 0.1]])
+    offset = torch.tensor([[5.0, -3.0, -3000.0]])
+    from lib.geometry import project, rigid_transform
+
+    screen = project(rigid_transform(points[None], euler_to_matrix(angles), offset), (224, 224))[..., :2]
+    rotation, translation = initial_pose(points, screen, torch.ones(1, 68), (224, 224))
+    assert torch.allclose(rotation, angles, atol=0.02)
+    assert abs(float(translation[0, 2]) + 3000.0) < 100.0
+
+
+def test_fitting_lowers_landmark_and_shape_error(morphable):
+    target, truth, truth_shape = synthetic_subject(morphable, seed=4)
+    cfg = dataclasses.replace(FitConfig(), steps_pose=20, steps_shape=100, steps_appearance=5, render_size=48)
+    result = fit_views(morphable, target, cfg, LossConfig())
+    mean_fit = fit_views(morphable, target, dataclasses.replace(cfg, steps_shape=0, steps_appearance=0), LossConfig())
+    fit_px = float(result.landmark_error.median())
+    mean_px = float(mean_fit.landmark_error.median())
+    assert fit_px < 0.5 * mean_px and fit_px < 1.0, (fit_px, mean_px)
+
+    front = int(result.coeffs.rotation[:, 1].abs().argmin())
+    with torch.no_grad():
+        shape = morphable.shape(result.coeffs.identity[front : front + 1], result.coeffs.expression[front : front + 1])[0]
+    mean_shape = morphable.mean_shape.reshape(-1, 3)
+    fit_mm, mean_mm = aligned_error(shape, truth_shape), aligned_error(mean_shape, truth_shape)
+    assert fit_mm < 0.6 * mean_mm, (fit_mm, mean_mm)
+    # Shared coefficients stay shared; the result has one row per view.
+    assert result.coeffs.identity.shape[0] == 3 and torch.equal(result.coeffs.identity[0], result.coeffs.identity[2])
+
+
+def test_refinement_starts_from_the_given_prediction(morphable):
+    target, truth, _ = synthetic_subject(morphable, seed=3)
+    cfg = dataclasses.replace(FitConfig(), steps_refine=0, render_size=48)
+    result = fit_views(morphable, target, cfg, LossConfig(), init=truth)
+    # Zero refinement steps: the prediction comes back untouched and fits exactly.
+    assert torch.allclose(result.coeffs.rotation, truth.rotation)
+    assert float(result.landmark_error.max()) < 1e-3
+
+
+def flat_quad_scene(size=64):
+    """A 40 mm square at z=0 facing the camera, UVs on its corners, and a photo with
+    four coloured quadrants (projected square: px 26.2 .. 37.8 at 64 px)."""
+    verts = torch.tensor([[-20.0, -20, 0], [20, -20, 0], [20, 20, 0], [-20, 20, 0]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    uv = torch.tensor([[0.0, 0], [1, 0], [1, 1], [0, 1]])
+    image = torch.zeros(size, size, 3)
+    image[: size // 2, : size // 2] = torch.tensor([1.0, 0, 0])
+    image[: size // 2, size // 2 :] = torch.tensor([0.0, 1, 0])
+    image[size // 2 :, : size // 2] = torch.tensor([0.0, 0, 1])
+    image[size // 2 :, size // 2 :] = torch.tensor([1.0, 1, 0])
+    return verts, faces, uv, image
+
+
+def test_bake_texture_flat_quad_holds_the_photo_colours():
+    verts, faces, uv, image = flat_quad_scene()
+    normals = vertex_normals(verts[None], faces)
+    baked = bake_texture(image[None], verts[None], normals, faces, uv, faces, torch.full((4, 3), 0.5), 16, 0.2, 2.0)
+    tex = baked.image.astype(int)
+    # Texture row 0 is v = 1, the top of the quad (+y), which is the top of the photo.
+    assert (tex[:6, :6] == [255, 0, 0]).all()  # top-left red
+    assert (tex[:6, -6:] == [0, 255, 0]).all()  # top-right green
+    assert (tex[-6:, :6] == [0, 0, 255]).all()  # bottom-left blue
+    assert (tex[-6:, -6:] == [255, 255, 0]).all()  # bottom-right yellow
+    assert baked.baked_fraction == 1.0
+
+
+def test_bake_texture_uses_the_fallback_where_no_view_sees():
+    verts, faces, uv, image = flat_quad_scene()
+    away = verts * torch.tensor([-1.0, 1.0, 1.0])  # mirrored: faces away from the camera
+    normals = vertex_normals(away[None], faces)
+    baked = bake_texture(image[None], away[None], normals, faces, uv, faces, torch.full((4, 3), 0.5), 16, 0.2, 2.0)
+    assert (baked.image == 128).all() and baked.baked_fraction == 0.0
+
+
+def test_bake_texture_depth_test_hides_an_occluded_surface():
+    verts, faces, uv, image = flat_quad_scene()
+    # Two copies of the quad: the second 50 mm behind the first, in its own UV half.
+    behind = verts + torch.tensor([0.0, 0.0, -50.0])
+    scene = torch.cat([verts, behind])
+    both = torch.cat([faces, faces + 4])
+    uv2 = torch.cat([uv * torch.tensor([0.5, 1.0]), uv * torch.tensor([0.5, 1.0]) + torch.tensor([0.5, 0.0])])
+    normals = vertex_normals(scene[None], both)
+    fallback = torch.full((8, 3), 0.5)
+    baked = bake_texture(image[None], scene[None], normals, both, uv2, both, fallback, 32, 0.2, 2.0)
+    front, hidden = baked.baked[:, 2:14], baked.baked[:, 18:30]
+    assert (front > 0.99).all() and (hidden == 0).all()
+
+
+def test_discover_seed_layout_and_subject_folders(tmp_path):
+    samples = tmp_path / "samples"
+    for view in range(3):
+        (samples / str(view)).mkdir(parents=True)
+        for name in ("abc", "xyz"):
+            (samples / str(view) / f"{name}{view}.png").write_bytes(b"")
+    (samples / "1" / "lonely1.png").write_bytes(b"")
+    subjects = {s.name: s.views for s in discover_subjects(str(samples))}
+    assert set(subjects) == {"abc", "xyz", "lonely"}
+    assert [p.split("/")[-2:] for p in subjects["abc"]] == [["0", "abc0.png"], ["1", "abc1.png"], ["2", "abc2.png"]]
+    assert len(subjects["lonely"]) == 1
+
+    folders = tmp_path / "people"
+    (folders / "ann").mkdir(parents=True)
+    (folders / "empty").mkdir()
+    for f in ("b.jpg", "a.png", "notes.txt"):
+        (folders / "ann" / f).write_bytes(b"")
+    subjects = {s.name: s.views for s in discover_subjects(str(folders))}
+    assert [p.split("/")[-1] for p in subjects["ann"]] == ["a.png", "b.jpg"]
+    assert subjects["empty"] == ()
+    # A folder of images is one subject.
+    assert [s.name for s in discover_subjects(str(folders / "ann"))] == ["ann"]
+
+
+def test_discover_rejects_missing_and_empty_input(tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        discover_subjects(str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="no images"):
+        discover_subjects(str(tmp_path))
+
+
+def test_assign_view_slots_by_yaw():
+    yaw = torch.tensor([math.radians(-30), 0.0, math.radians(30)])
+    assert assign_view_slots(yaw, 3, 15.0) == [0, 1, 2]
+    assert assign_view_slots(yaw[[1]], 3, 15.0) == [1]
+    assert assign_view_slots(yaw[[2, 0]], 3, 15.0) == [2, 0]
+    with pytest.raises(UserError, match="at most 3"):
+        assign_view_slots(torch.zeros(4), 3, 15.0)
+    assert np.array_equal(assign_view_slots(torch.zeros(2), 3, 15.0), [0, 1])
