@@ -1,0 +1,47 @@
+"""DF-MVR losses: plain term functions (`terms`) and their weighting in one place
+(`total.multiview_losses`, `total.weighted_sum`)."""
+from lib.losses.terms import (
+    ALIGN7_IN_68,
+    ALIGN7_IN_PIXEL_FACE101,
+    HEAVY_LANDMARKS,
+    apply_similarity,
+    coefficient_loss,
+    landmark3d_loss,
+    landmark_loss,
+    landmark_weights,
+    lighting_loss,
+    parsing_loss,
+    photometric_loss,
+    reflectance_loss,
+    similarity_transform,
+)
+from lib.losses.total import (
+    TERM_WEIGHTS,
+    LossResult,
+    landmark3d_vertices,
+    multiview_losses,
+    region_one_hot,
+    weighted_sum,
+)
+
+__all__ = [
+    "ALIGN7_IN_68",
+    "ALIGN7_IN_PIXEL_FACE101",
+    "HEAVY_LANDMARKS",
+    "LossResult",
+    "TERM_WEIGHTS",
+    "apply_similarity",
+    "coefficient_loss",
+    "landmark3d_loss",
+    "landmark3d_vertices",
+    "landmark_loss",
+    "landmark_weights",
+    "lighting_loss",
+    "multiview_losses",
+    "parsing_loss",
+    "photometric_loss",
+    "reflectance_loss",
+    "region_one_hot",
+    "similarity_transform",
+    "weighted_sum",
+]

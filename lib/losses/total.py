@@ -1,0 +1,142 @@
+"""The one place where loss terms are computed for a multi-view batch, weighted from
+`LossConfig` and summed.
+
+`multiview_losses` forms each view's face instance, renders colours (and, when the
+parsing term is on, soft one-hot region labels), and evaluates every term against the
+batch; `weighted_sum` applies the config's weights. Training and fitting both call
+these, so the objective cannot drift between them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lib.config.schema import LossConfig
+from lib.facemodel.schema import NUM_PARSING_CLASSES, FaceModel
+from lib.losses import terms
+from lib.morphable import FaceCoefficients, FaceInstance, MorphableModel
+from lib.render import render_mesh
+
+# Loss term name -> LossConfig field holding its weight.
+TERM_WEIGHTS = {
+    "photometric": "photometric",
+    "landmark": "landmark",
+    "landmark3d": "landmark3d",
+    "coefficient": "coefficient",
+    "lighting": "lighting",
+    "reflectance": "reflectance",
+    "parsing": "parsing",
+}
+
+
+@dataclass
+class LossResult:
+    """total: weighted sum (scalar); terms: every unweighted term plus 'total' (scalars);
+    instance: the N = B*Vw face instances; images [N, H, W, 3] rendered colours;
+    coverage [N, H, W] render coverage; valid [N] bool rows that counted."""
+
+    total: torch.Tensor
+    terms: dict
+    instance: FaceInstance
+    images: torch.Tensor
+    coverage: torch.Tensor
+    valid: torch.Tensor
+
+
+def weighted_sum(values: dict, cfg: LossConfig) -> torch.Tensor:
+    """sum_k weight_k * values[k] over the terms present, weights from `cfg`."""
+    unknown = set(values) - set(TERM_WEIGHTS)
+    if unknown:
+        raise KeyError(f"no weight for loss terms {sorted(unknown)}")
+    return sum(getattr(cfg, TERM_WEIGHTS[k]) * v for k, v in values.items())
+
+
+def landmark3d_vertices(face_model: FaceModel) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The vertices that carry the 3D landmarks, and the positions (in that list) of the
+    7 similarity-alignment points: Pixel-Face's 101 points where the model has them
+    ('pixel_face101'), else its 68 landmark vertices."""
+    if "pixel_face101" in face_model.extra_landmarks:
+        return torch.as_tensor(face_model.extra_landmarks["pixel_face101"]), terms.ALIGN7_IN_PIXEL_FACE101
+    return torch.as_tensor(face_model.landmarks68), terms.ALIGN7_IN_68
+
+
+def region_one_hot(face_model: FaceModel) -> torch.Tensor:
+    """[V, C] float one-hot parsing label of each vertex (C = 10 classes)."""
+    labels = torch.as_tensor(face_model.region_labels.astype("int64"))
+    return F.one_hot(labels, NUM_PARSING_CLASSES).float()
+
+
+def _flatten_views(x: torch.Tensor) -> torch.Tensor:
+    """[B, Vw, ...] -> [B*Vw, ...] (view-major inside each sample, like the network)."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def multiview_losses(
+    morphable: MorphableModel,
+    coeffs: FaceCoefficients,
+    batch: dict,
+    cfg: LossConfig,
+    use_parsing: bool,
+    cull_backfaces: bool = True,
+    backend: str = "auto",
+) -> LossResult:
+    """Every loss term of DF-MVR for N = B*Vw predicted views.
+
+    coeffs: N rows, row b*Vw + v is view v of sample b. batch (tensors on the model's
+    device): rgb [B, Vw, 3, H, W] in [0, 1], parsing long [B, Vw, H, W], skin_weight
+    [B, Vw, H, W], landmarks [B, Vw, 68, 2] px, view_mask bool [B, Vw], optional
+    landmarks3d [B, P, 3] mm (model space; P matches `landmark3d_vertices`).
+    use_parsing switches the parsing term on (the seed does so from mask_epoch);
+    cull_backfaces / backend are the renderer's (RenderConfig).
+    Views with view_mask false contribute nothing to any term.
+    """
+    rgb = batch["rgb"]
+    height, width = rgb.shape[-2:]
+    target = _flatten_views(rgb).permute(0, 2, 3, 1).float()
+    valid = _flatten_views(batch["view_mask"]).bool()
+    coeffs = coeffs.map(lambda t: t.float())
+    instance = morphable(coeffs, (height, width))
+
+    attributes = {"color": instance.colors}
+    if use_parsing:
+        onehot = region_one_hot(morphable.face_model).to(instance.colors)
+        attributes["parsing"] = onehot[None].expand(instance.colors.shape[0], -1, -1)
+    render = render_mesh(
+        instance.vertices, morphable.faces, attributes, (height, width), cull_backfaces=cull_backfaces, backend=backend
+    )
+    coverage = render.mask[..., 0]
+    images = render.images["color"]
+
+    weight = _flatten_views(batch["skin_weight"]).float() * coverage
+    values = {
+        "photometric": terms.photometric_loss(images, target, weight, valid),
+        "landmark": terms.landmark_loss(
+            instance.landmarks,
+            _flatten_views(batch["landmarks"]).float(),
+            terms.landmark_weights(cfg.landmark_heavy_weight, device=rgb.device),
+            width,
+            valid,
+        ),
+        "coefficient": terms.coefficient_loss(
+            coeffs.identity, coeffs.expression, coeffs.albedo, cfg.id_weight, cfg.exp_weight, cfg.tex_weight, valid
+        ),
+        "lighting": terms.lighting_loss(coeffs.lighting, valid),
+        "reflectance": terms.reflectance_loss(
+            instance.albedo, torch.as_tensor(morphable.face_model.skin_mask), valid
+        ),
+    }
+    if batch.get("landmarks3d") is not None:
+        index, align = landmark3d_vertices(morphable.face_model)
+        views = rgb.shape[1]
+        target3d = batch["landmarks3d"].float().repeat_interleave(views, dim=0)
+        values["landmark3d"] = terms.landmark3d_loss(instance.shape[:, index.to(rgb.device)], target3d, align, valid)
+    if use_parsing:
+        values["parsing"] = terms.parsing_loss(
+            render.images["parsing"], _flatten_views(batch["parsing"]), coverage, cfg.parsing_smoothing, valid
+        )
+    total = weighted_sum(values, cfg)
+    logged = {k: v.detach() for k, v in values.items()}
+    logged["total"] = total.detach()
+    return LossResult(total=total, terms=logged, instance=instance, images=images, coverage=coverage, valid=valid)

@@ -1,0 +1,152 @@
+"""Process-group helpers for single-process and `torchrun` (DDP) training.
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them training runs as one
+process. Backend: nccl on CUDA, gloo on CPU. torch's SyncBatchNorm only runs on
+accelerators, so on CPU `convert_sync_batchnorm` swaps in `CpuSyncBatchNorm`, which
+all-reduces the batch statistics through autograd-aware collectives.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lib.errors import UserError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """rank / world_size over all processes, local_rank on this node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:<local_rank> when CUDA exists, else cpu; 'cuda' -> cuda:<local_rank>."""
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device("cuda", local_rank) if preference == "cuda" else torch.device(preference)
+    except RuntimeError:
+        raise UserError(f"train.device '{preference}' is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device={preference} but CUDA is not available; use train.device=cpu")
+    return device
+
+
+def init_distributed(device_preference: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Join the process group described by torchrun's environment (single process
+    without it) and pick this process's device (train.device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_preference, local_rank)
+    if world <= 1:
+        return DistInfo(), device
+    info = DistInfo(int(os.environ["RANK"]), world, local_rank)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return info, device
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum of `tensor` over ranks (a copy; the input is left alone)."""
+    out = tensor.clone()
+    if info.enabled:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of the ranks' gradients (every rank's
+    output depends on every rank's input)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are over the global batch of all ranks.
+
+    Works on any device (gloo on CPU); equals nn.BatchNorm*d on the concatenated batch.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input, got {input.dim()}D")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(input)
+        dims = [0] + list(range(2, input.dim()))
+        count = torch.tensor(float(input.numel() // input.shape[1]), dtype=input.dtype, device=input.device)
+        stats = torch.cat([input.sum(dims), (input * input).sum(dims), count[None]])
+        stats = _AllReduceSum.apply(stats)
+        channels = input.shape[1]
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = (stats[channels: 2 * channels] / total - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * total / (total - 1).clamp_min(1)
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        out = (input - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return out
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every BatchNorm*d by a synchronised one (torch's on CUDA, ours on CPU)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return _convert_cpu(model)
+
+
+def _convert_cpu(module: nn.Module) -> nn.Module:
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CpuSyncBatchNorm):
+        new = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, _convert_cpu(child))
+    return module

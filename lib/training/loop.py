@@ -1,0 +1,376 @@
+"""The training loop: data order, schedule, AMP, NaN guard, validation, logging,
+checkpoints and automatic resume. It receives the network and the checkpoint
+functions from the entry point, so lib never imports models/ or data/.
+
+Files (rank 0 only) under `out_dir`: checkpoints/last.pt (every epoch and every
+`train.last_every_minutes` mid-epoch), checkpoints/epoch_XXXX.pt (every
+`train.save_every` epochs), metrics.jsonl (one line per epoch), train.log,
+tensorboard/ (scalars and image grids), vis/ (the validation grids as PNG), curves.png
+(loss and validation error per epoch).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from lib.config.schema import Config
+from lib.errors import UserError
+from lib.facemodel.schema import FaceModel
+from lib.losses import multiview_losses
+from lib.morphable import FaceCoefficients, MorphableModel
+from lib.training.curves import plot_training_curves
+from lib.training.distributed import DistInfo, all_reduce_sum, barrier, convert_sync_batchnorm
+from lib.training.sampler import ShardedEpochSampler
+from lib.training.schedule import learning_rate, set_learning_rate
+from lib.training.validation import aligned_vertex_error, now_style_error
+from lib.training.visualize import overlay_grid
+
+BATCH_KEYS = ("rgb", "parsing", "skin_weight", "landmarks", "view_mask", "landmarks3d", "gt_shape")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: batch[k].to(device, non_blocking=True) for k in BATCH_KEYS if k in batch}
+
+
+def _collate(samples: list[dict]) -> dict:
+    """Stack the tensor fields the loop uses (other fields, e.g. names, are dropped)."""
+    keys = [k for k in BATCH_KEYS if k in samples[0] and samples[0][k] is not None]
+    return {k: torch.stack([s[k] for s in samples]) for k in keys}
+
+
+class Trainer:
+    """Trains `model` (rgb, parsing, view_mask -> FaceCoefficients) on the datasets.
+
+    save_checkpoint(path, state) must write atomically; load_checkpoint(path) must load
+    without executing code (models.checkpoint provides both).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        face_model: FaceModel,
+        train_set: Dataset,
+        val_set: Dataset | None,
+        cfg: Config,
+        out_dir: str,
+        save_checkpoint: Callable[[str, dict], None],
+        load_checkpoint: Callable[[str], dict],
+        info: DistInfo = DistInfo(),
+        device: torch.device = torch.device("cpu"),
+    ):
+        tc = cfg.train
+        if tc.batch_size % info.world_size:
+            raise UserError(
+                f"train.batch_size={tc.batch_size} must be divisible by the {info.world_size} processes "
+                "(it is the global batch)"
+            )
+        self.cfg, self.tc, self.info, self.device, self.out_dir = cfg, tc, info, device, out_dir
+        self.save_fn, self.load_fn = save_checkpoint, load_checkpoint
+        self.ckpt_dir = os.path.join(out_dir, "checkpoints")
+        self.morphable = MorphableModel(face_model).to(device)
+        self.render_options = {"cull_backfaces": cfg.render.cull_backfaces, "backend": cfg.render.backend}
+        model = model.to(device)
+        if tc.sync_bn and info.enabled:
+            model = convert_sync_batchnorm(model, device)
+        self.net = model
+        if info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        else:
+            self.model = model
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr)
+        self.amp_dtype = None
+        if device.type == "cuda" and tc.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        per_rank = tc.batch_size // info.world_size
+        if len(train_set) < tc.batch_size:
+            raise UserError(
+                f"train.batch_size={tc.batch_size} is larger than the {len(train_set)} training samples; "
+                "lower it or add samples"
+            )
+        self.sampler = ShardedEpochSampler(len(train_set), info.rank, info.world_size, tc.seed)
+        self.train_loader = DataLoader(
+            train_set, batch_size=per_rank, sampler=self.sampler, num_workers=cfg.data.num_workers,
+            collate_fn=_collate, pin_memory=device.type == "cuda",
+            drop_last=True,  # a last batch of one sample would break BatchNorm
+        )
+        self.val_loader = None
+        if val_set is not None and len(val_set):
+            shard = Subset(val_set, list(range(info.rank, len(val_set), info.world_size)))
+            self.val_loader = DataLoader(shard, batch_size=per_rank, collate_fn=_collate, num_workers=cfg.data.num_workers)
+        self.epoch, self.step, self.nan_streak = 0, 0, 0
+        self.history: list[dict] = []
+        self.writer = None
+        self.baseline_mm: float | None = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        state = {
+            "model": self.net.state_dict(),
+            "config": dataclasses.asdict(self.cfg),
+            "epoch": self.epoch,
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "metrics": self.history[-1] if self.history else {},
+            "nan_streak": self.nan_streak,
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save(self, name: str = "last.pt") -> None:
+        if self.info.is_main:
+            self.save_fn(os.path.join(self.ckpt_dir, name), self._state())
+
+    def try_resume(self) -> bool:
+        """Restore from checkpoints/last.pt when it exists; True if it did."""
+        path = os.path.join(self.ckpt_dir, "last.pt")
+        if not os.path.isfile(path):
+            return False
+        state = self.load_fn(path)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state.get("step", 0))
+        self.nan_streak = int(state.get("nan_streak", 0))
+        rng = state.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.history = [h for h in self._read_history() if h["epoch"] <= self.epoch]
+        return True
+
+    # --------------------------------------------------------------------- logging
+    def _metrics_path(self) -> str:
+        return os.path.join(self.out_dir, "metrics.jsonl")
+
+    def _read_history(self) -> list[dict]:
+        if not os.path.isfile(self._metrics_path()):
+            return []
+        with open(self._metrics_path()) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def log(self, text: str) -> None:
+        """One line to the console (through tqdm) and train.log, rank 0 only."""
+        if not self.info.is_main:
+            return
+        tqdm.write(text)
+        with open(os.path.join(self.out_dir, "train.log"), "a") as f:
+            f.write(text + "\n")
+
+    def _open_writer(self) -> None:
+        if self.info.is_main and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(os.path.join(self.out_dir, "tensorboard"))
+
+    def _record(self, metrics: dict) -> None:
+        self.history.append(metrics)
+        if not self.info.is_main:
+            return
+        with open(self._metrics_path(), "w") as f:
+            for entry in self.history:
+                f.write(json.dumps(entry) + "\n")
+        for key, value in metrics.items():
+            if key != "epoch" and value is not None:
+                self.writer.add_scalar(key, value, metrics["epoch"])
+        self.writer.flush()
+
+    # -------------------------------------------------------------------- training
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _forward(self, batch: dict) -> FaceCoefficients:
+        with self._autocast():
+            coeffs = self.model(batch["rgb"], batch["parsing"], batch["view_mask"])
+        return coeffs.map(lambda t: t.float())
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        """True when `value` is finite on every rank (all ranks must agree to skip)."""
+        bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=self.device)
+        return all_reduce_sum(bad, self.info).item() == 0
+
+    def _train_step(self, batch: dict, use_parsing: bool) -> dict | None:
+        """One optimisation step; None when it was skipped for a non-finite value."""
+        coeffs = self._forward(batch)
+        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, use_parsing, **self.render_options)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self._all_finite(result.total):
+            return None
+        self.scaler.scale(result.total).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf")) if params else torch.zeros(())
+        if not self._all_finite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {k: v.item() for k, v in result.terms.items()}
+
+    def _note_skip(self, epoch: int, index: int) -> None:
+        self.nan_streak += 1
+        self.log(f"warning: non-finite loss or gradient at epoch {epoch + 1} step {index + 1}; step skipped "
+                 f"({self.nan_streak} in a row)")
+        if self.nan_streak >= self.tc.nan_patience:
+            raise UserError(
+                f"training stopped: {self.nan_streak} non-finite steps in a row (train.nan_patience="
+                f"{self.tc.nan_patience}) at epoch {epoch + 1}; the last good state is in "
+                f"{os.path.join(self.ckpt_dir, 'last.pt')}; lower train.lr or check the data"
+            )
+
+    def _run_epoch(self, epoch: int, bar: tqdm) -> dict:
+        self.model.train()
+        set_learning_rate(self.optimizer, learning_rate(epoch, self.tc.lr, self.tc.step_epoch, self.tc.epochs))
+        use_parsing = epoch >= self.tc.mask_epoch
+        self.sampler.set_epoch(epoch, skip=self.step * self.train_loader.batch_size)
+        sums: dict[str, float] = {}
+        count = 0
+        last_save = time.monotonic()
+        for batch in self.train_loader:
+            terms = self._train_step(_to_device(batch, self.device), use_parsing)
+            if terms is None:
+                self._note_skip(epoch, self.step)
+            else:
+                self.nan_streak = 0
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                bar.set_postfix(epoch=epoch + 1, loss=f"{terms['total']:.4g}")
+            self.step += 1
+            bar.update(1)
+            minutes = self.tc.last_every_minutes
+            if minutes > 0 and time.monotonic() - last_save > 60 * minutes:
+                self.save()
+                last_save = time.monotonic()
+        # Mean over every rank's steps; ranks carry the same term names.
+        names = sorted(sums)
+        packed = all_reduce_sum(torch.tensor([sums[k] for k in names] + [float(count)], dtype=torch.float64), self.info)
+        total_steps = max(packed[-1].item(), 1.0)
+        return {f"train/{k}": packed[i].item() / total_steps for i, k in enumerate(names)}
+
+    @torch.no_grad()
+    def validate(self, epoch: int, images: bool, now: bool = False) -> dict:
+        """Mean aligned vertex error (mm) of the prediction and of the mean face over
+        the validation set (all ranks), the image grid of its first batch, and with
+        `now` the NoW-style scan-to-mesh mean distance of both (slower)."""
+        self.model.eval()
+        now7 = self.morphable.face_model.extra_landmarks.get("now7")
+        now = now and now7 is not None
+        sums = torch.zeros(5, dtype=torch.float64)
+        for i, cpu_batch in enumerate(self.val_loader):
+            batch = _to_device(cpu_batch, self.device)
+            coeffs = self._forward(batch)
+            b, views = batch["rgb"].shape[:2]
+            shapes = self.morphable.shape(coeffs.identity, coeffs.expression).reshape(b, views, -1, 3)
+            weights = batch["view_mask"].float()[..., None, None]
+            pred = (shapes * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+            gt = batch["gt_shape"].float()
+            mean_face = self.morphable.mean_shape.reshape(1, -1, 3).expand_as(gt)
+            row = [aligned_vertex_error(pred, gt).sum().item(), aligned_vertex_error(mean_face, gt).sum().item(),
+                   float(b), 0.0, 0.0]
+            if now:
+                index = torch.as_tensor(now7)
+                row[3] = sum(now_style_error(pred, gt, self.morphable.faces, index, self.cfg.eval))
+                row[4] = sum(now_style_error(mean_face, gt, self.morphable.faces, index, self.cfg.eval))
+            sums += torch.tensor(row, dtype=torch.float64)
+            if i == 0 and images and self.info.is_main:
+                self._log_images(epoch, batch, coeffs)
+        sums = all_reduce_sum(sums, self.info)
+        n = max(sums[2].item(), 1.0)
+        metrics = {"val/vertex_error_mm": sums[0].item() / n, "val/mean_face_error_mm": sums[1].item() / n}
+        if now:
+            metrics.update({"val/now_error_mm": sums[3].item() / n, "val/now_mean_face_error_mm": sums[4].item() / n})
+        return metrics
+
+    def _log_images(self, epoch: int, batch: dict, coeffs: FaceCoefficients) -> None:
+        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, False, **self.render_options)
+        views = batch["rgb"].shape[1]
+        rows = min(views * 2, result.images.shape[0])
+        inputs = batch["rgb"].reshape(-1, *batch["rgb"].shape[2:]).permute(0, 2, 3, 1)[:rows].float().cpu()
+        target_lm = batch["landmarks"].reshape(-1, 68, 2)[:rows].cpu()
+        grid = overlay_grid(inputs, result.images[:rows].cpu(), result.coverage[:rows].cpu(),
+                            result.instance.landmarks[:rows].cpu(), target_lm)
+        self.writer.add_image("val/render_landmarks", grid, epoch, dataformats="HWC")
+        os.makedirs(os.path.join(self.out_dir, "vis"), exist_ok=True)
+        Image.fromarray(grid).save(os.path.join(self.out_dir, "vis", f"val_epoch_{epoch:04d}.png"))
+
+    def fit(self) -> list[dict]:
+        """Train to cfg.train.epochs, resuming from checkpoints/last.pt if present.
+        Returns the per-epoch metrics (also in metrics.jsonl)."""
+        tc = self.tc
+        if self.info.is_main:
+            os.makedirs(self.ckpt_dir, exist_ok=True)
+        self._open_writer()
+        if self.try_resume():
+            self.log(f"resumed from {os.path.join(self.ckpt_dir, 'last.pt')}: epoch {self.epoch}, step {self.step}")
+        elif self.val_loader is not None:
+            start = self.validate(0, images=False)
+            self.log(f"before training: val vertex error {start['val/vertex_error_mm']:.3f} mm "
+                     f"(mean face, ideal alignment: {start['val/mean_face_error_mm']:.3f} mm)")
+            self._record({"epoch": 0, **start})
+        steps_per_epoch = len(self.sampler.shard()) // self.train_loader.batch_size
+        bar = tqdm(total=tc.epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch + self.step,
+                   desc="train", unit="step", disable=not (tc.progress and self.info.is_main), dynamic_ncols=True)
+        try:
+            while self.epoch < tc.epochs:
+                epoch = self.epoch
+                started = time.monotonic()
+                metrics = {"epoch": epoch + 1, **self._run_epoch(epoch, bar)}
+                metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+                last = epoch + 1 == tc.epochs
+                if self.val_loader is not None and ((epoch + 1) % tc.val_every == 0 or last):
+                    images = tc.log_images_every > 0 and ((epoch + 1) % tc.log_images_every == 0 or last)
+                    metrics.update(self.validate(epoch + 1, images, now=last))
+                metrics["time_s"] = time.monotonic() - started
+                self.epoch, self.step = epoch + 1, 0
+                self._record(metrics)
+                self.save()
+                if (epoch + 1) % tc.save_every == 0 or last:
+                    self.save(f"epoch_{epoch + 1:04d}.pt")
+                self.log(self._summary(metrics))
+                if self.info.is_main:
+                    plot_training_curves(self.history, os.path.join(self.out_dir, "curves.png"))
+                barrier(self.info)
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        return self.history
+
+    def _summary(self, m: dict) -> str:
+        text = f"epoch {m['epoch']}/{self.tc.epochs} loss {m.get('train/total', float('nan')):.4g}"
+        parts = [f"{k[6:]} {v:.3g}" for k, v in m.items() if k.startswith("train/") and k != "train/total"]
+        text += " (" + ", ".join(parts) + ")"
+        if "val/vertex_error_mm" in m:
+            text += f" | val vertex error {m['val/vertex_error_mm']:.3f} mm (mean face {m['val/mean_face_error_mm']:.3f})"
+        if "val/now_error_mm" in m:
+            text += f" | NoW-style {m['val/now_error_mm']:.3f} mm (mean face {m['val/now_mean_face_error_mm']:.3f})"
+        return text + f" | lr {m['lr']:.2e} | {m['time_s']:.1f} s"
