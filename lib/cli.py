@@ -34,7 +34,8 @@ def make_parser(description: str, default_config: str, default_out: str) -> argp
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     """Parse argv, load the config, create --out and write the resolved config there."""
-    args = parser.parse_args(argv)
+    # Intermixed, so overrides may stand before, between or after the options.
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
     os.makedirs(args.out, exist_ok=True)
     save_config(cfg, os.path.join(args.out, "config.yaml"))

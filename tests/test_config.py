@@ -81,3 +81,12 @@ def test_entry_points_reject_bad_input_in_one_line(script, tmp_path):
 def test_entry_points_have_help(script):
     out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--config" in out.stdout and "--out" in out.stdout
+
+
+def test_overrides_may_come_before_and_after_options(tmp_path):
+    from lib.cli import make_parser, parse_config
+
+    parser = make_parser("test", "configs/tiny.yaml", str(tmp_path))
+    args, cfg = parse_config(parser, ["train.epochs=3", "--out", str(tmp_path / "o"), "train.lr=0.5"])
+    assert (cfg.train.epochs, cfg.train.lr) == (3, 0.5)
+    assert (tmp_path / "o" / "config.yaml").is_file()
