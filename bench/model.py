@@ -16,9 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
-import statistics
 import sys
-import time
 from types import SimpleNamespace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +24,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from bench.involution import machine, memory_in_child, peak_bytes  # noqa: E402
+from bench.involution import machine, memory_in_child, peak_bytes, seconds  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from models.mvrnet import MVRNet  # noqa: E402
 
@@ -47,21 +45,6 @@ def inputs(batch: int, model: MVRNet, device: torch.device):
     rgb = torch.rand(batch, v, 3, s, s, generator=gen).to(device)
     parsing = torch.randint(0, 10, (batch, v, s, s), generator=gen).to(device)
     return rgb, parsing
-
-
-def seconds(fn, device: torch.device, repeats: int) -> float:
-    """Median wall time of `fn()` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def step_fn(model, rgb, parsing, backward: bool, amp: bool = False):

@@ -8,30 +8,14 @@ import torch
 
 from lib.config.schema import ModelConfig
 from lib.errors import UserError
-from lib.facemodel.schema import FaceModel
 from models.mvrnet import MVRNet, source_views
 from models.seed_port import port_seed_state_dict
 from models.unet import AttentionGate
 
+from fakes import fake_face_model
+
 SIZE = 64  # smallest convenient input: 4 UNet poolings, RedNet down to 2 x 2
 TINY = dict(width=0.0625)
-
-
-def fake_face_model(num_id=80, num_exp=64, num_tex=80, vertices=70):
-    """Only the basis sizes matter to the network; BFM09's by default."""
-    rng = np.random.default_rng(0)
-    return FaceModel(
-        name="fake",
-        mean_shape=rng.normal(size=(vertices, 3)),
-        id_basis=rng.normal(size=(vertices, 3, num_id)),
-        exp_basis=rng.normal(size=(vertices, 3, num_exp)),
-        albedo_mean=rng.uniform(size=(vertices, 3)),
-        albedo_basis=rng.normal(size=(vertices, 3, num_tex)),
-        faces=np.array([[0, 1, 2]]),
-        landmarks68=np.arange(68),
-        region_labels=np.zeros(vertices, np.uint8),
-        skin_mask=np.ones(vertices, bool),
-    )
 
 
 def make_inputs(batch, views=3, size=SIZE, seed=0):
