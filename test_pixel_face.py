@@ -25,6 +25,7 @@ from tqdm import tqdm
 from lib.cli import make_parser, parse_config, run
 from lib.errors import UserError
 from lib.evaluation import error_statistics, now_scan_to_mesh, sample_surface, vertex_errors
+from lib.evaluation.pixel_face import pixel_face_scan
 from lib.evaluation.report import (
     STAT_KEYS,
     plot_cumulative_errors,
@@ -35,13 +36,11 @@ from lib.evaluation.report import (
     write_sample_table,
 )
 from lib.facemodel import load_face_model
-from lib.meshio import read_obj, write_obj
+from lib.meshio import write_obj
 from lib.morphable import MorphableModel
 from lib.training import resolve_device
 
 FRONT_VIEW = 1  # views are ordered left, front, right
-# Positions of the 7 NoW points inside the 101 Pixel-Face 3D points (the seed's list).
-PIXEL_FACE_NOW7 = [47, 50, 53, 56, 41, 79, 85]
 PREDICTION, MEAN_FACE = "prediction", "mean_face"
 
 
@@ -106,12 +105,7 @@ class PixelFaceGroundTruth:
 
     def scan(self, sample: dict, index: int):
         """(scan points [N, 3], scan mesh (verts, faces), 7 landmarks [7, 3]), mm."""
-        path = sample.get("mesh_path", "")
-        if not path:
-            raise UserError(f"{sample['name']}: no validation mesh in <data.root>/val_obj/ for this sample")
-        mesh = read_obj(path)
-        landmarks = sample["landmarks3d"].numpy().astype(np.float64)
-        return mesh.vertices, (mesh.vertices, mesh.faces), landmarks[PIXEL_FACE_NOW7]
+        return pixel_face_scan(sample["name"], sample.get("mesh_path", ""), sample["landmarks3d"].numpy())
 
 
 def predict_front_shape(model, morphable: MorphableModel, sample: dict, device) -> np.ndarray:

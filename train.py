@@ -1,5 +1,9 @@
 """Train DF-MVR. With no arguments: the CPU-sized synthetic preset (configs/synthetic.yaml).
 
+Data (data.dataset): synthetic (rendered from the face model, the default), pixel_face
+(data.root holding train/, val/, val_obj/) or folders (data.root: folders of views,
+no ground truth; data.val_root: views to validate on).
+
 Single process on CPU or one GPU: `python train.py [--config FILE] [--out DIR] [k=v ...]`.
 Several GPUs or nodes: `torchrun --nproc_per_node=N train.py ...` (DDP; nccl on GPU,
 gloo on CPU). Rerunning with the same --out resumes from DIR/checkpoints/last.pt.
@@ -16,19 +20,56 @@ from lib.facemodel import load_face_model
 from lib.training import Trainer, init_distributed, seed_everything, shutdown_distributed
 from lib.training.distributed import barrier
 
+DATASETS = ("synthetic", "pixel_face", "folders")
+
+
+def _photo_datasets(cfg, face_model, cache_dir: str, progress: bool):
+    """(train, val) of photos: Pixel-Face's train / val splits (val: NoW-style error
+    against its scans), or folders of views (val: data.val_root, else the training
+    folders themselves; loss terms only)."""
+    from lib.preprocess import Preprocessor
+
+    preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
+    if cfg.data.dataset == "pixel_face":
+        from data.pixel_face import PixelFace
+
+        if cfg.loss.landmark3d > 0 and "pixel_face101" not in face_model.extra_landmarks:
+            raise UserError(
+                f"loss.landmark3d={cfg.loss.landmark3d}: face model '{face_model.name}' has no 'pixel_face101' "
+                "landmarks to match Pixel-Face's 101 3D points; use face_model.source=bfm or set loss.landmark3d=0"
+            )
+        return (PixelFace(cfg.data.root, "train", preprocessor, cache_dir, progress),
+                PixelFace(cfg.data.root, "val", preprocessor, cache_dir, progress))
+    from data.folders import FolderViews
+
+    train = FolderViews(cfg.data.root, preprocessor, cache_dir, progress=progress)
+    val = FolderViews(cfg.data.val_root, preprocessor, cache_dir, progress=progress) if cfg.data.val_root else train
+    return train, val
+
 
 def build_datasets(cfg, face_model, out_dir: str, info):
-    """(train, val) datasets for cfg.data.dataset; rank 0 generates caches first."""
-    if cfg.data.dataset != "synthetic":
-        raise UserError(f"data.dataset={cfg.data.dataset}: only 'synthetic' can be trained on in this version")
-    from data.synthetic import build_synthetic
-
+    """(train, val) datasets for cfg.data.dataset; rank 0 fills the caches first (data
+    generation, photo preprocessing), the other ranks then read them."""
+    if cfg.data.dataset not in DATASETS:
+        raise UserError(f"data.dataset={cfg.data.dataset}: not one of {', '.join(DATASETS)}")
+    if cfg.data.dataset != "synthetic" and not os.path.isdir(cfg.data.root):
+        raise UserError(f"data.root={cfg.data.root!r}: folder not found (data.dataset={cfg.data.dataset} reads it)")
     cache_dir = cfg.data.cache_dir or os.path.join(out_dir, "cache")
-    if info.is_main:
-        sets = build_synthetic(face_model, cfg.data, cfg.loss, cache_dir, progress=cfg.train.progress)
+
+    def build(progress: bool):
+        if cfg.data.dataset == "synthetic":
+            from data.synthetic import build_synthetic
+
+            return build_synthetic(face_model, cfg, cache_dir, progress)
+        return _photo_datasets(cfg, face_model, cache_dir, progress)
+
+    sets = build(cfg.train.progress) if info.is_main else None
     barrier(info)
     if not info.is_main:
-        sets = build_synthetic(face_model, cfg.data, cfg.loss, cache_dir, progress=False)
+        sets = build(False)
+    for dataset in dict.fromkeys(sets):
+        if info.is_main and getattr(dataset, "skipped", None):
+            print(f"skipped while preparing photos:\n{dataset.skipped_summary()}")
     return sets
 
 
@@ -54,16 +95,10 @@ def main(argv=None) -> int:
         history = trainer.fit()
     finally:
         shutdown_distributed()
-    final = next((h for h in reversed(history) if "val/vertex_error_mm" in h), None)
+    final = next((h for h in reversed(history) if any(k.startswith("val/") for k in h)), None)
     if info.is_main and final is not None:
-        gain = 1 - final["val/vertex_error_mm"] / final["val/mean_face_error_mm"]
-        print(f"final val vertex error {final['val/vertex_error_mm']:.3f} mm vs mean face "
-              f"{final['val/mean_face_error_mm']:.3f} mm ({100 * gain:.1f}% lower); checkpoints in "
+        print(f"final validation (epoch {final['epoch']}):{Trainer._val_summary(final)}; checkpoints in "
               f"{os.path.join(args.out, 'checkpoints')}")
-        if "val/now_error_mm" in final:
-            now_gain = 1 - final["val/now_error_mm"] / final["val/now_mean_face_error_mm"]
-            print(f"NoW-style scan-to-mesh: {final['val/now_error_mm']:.3f} mm vs mean face "
-                  f"{final['val/now_mean_face_error_mm']:.3f} mm ({100 * now_gain:.1f}% lower)")
     return 0
 
 

@@ -10,7 +10,10 @@ landmarks, the parsing map and the skin-attention weight map.
 Subject i of a split depends only on (seed, split, i), so the data are the same for
 any sample count and any machine. Generated arrays are cached as `.npy` files under
 `<cache_dir>/synthetic-<key>/`, the key hashing the face model and every setting
-that changes the data; a half-written cache is never used.
+that changes the data; a half-written cache is never used. With
+`data.synthetic.fresh_train` the training set is instead rendered on the fly, new
+subjects every epoch (subject e * num_train + i of the 'train' split at epoch e), so
+the network cannot memorise a fixed pool.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from lib.config.schema import DataConfig, LossConfig, SyntheticDataConfig
+from lib.config.schema import Config, DataConfig, LossConfig, SyntheticDataConfig
 from lib.facemodel.schema import FaceModel
 from lib.geometry import CAMERA_DISTANCE_MM
 from lib.losses import landmark3d_vertices, region_one_hot
@@ -39,11 +42,12 @@ CACHE_VERSION = 1  # bump when the generator changes what it produces
 SPLITS = {"train": 0, "val": 1}
 
 
-def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: float) -> np.ndarray:
+def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: int | None) -> np.ndarray:
     """Per-pixel skin-attention weights float32 [Vw, H, W] from parsing maps [Vw, H, W]
     (the preprocessing's function, so synthetic and photo samples weigh alike);
-    dilation_px_224 is the feature dilation at 224 px, scaled to the map's size."""
-    dilation = int(round(dilation_px_224 * parsing.shape[-2] / 224))
+    dilation_px_224 is `preprocess.feature_dilation_px` (at 224 px, scaled to the
+    map's size as lib.preprocess does; None: the preprocessing's default)."""
+    dilation = None if dilation_px_224 is None else int(round(dilation_px_224 * parsing.shape[-2] / 224))
     return np.stack([skin_attention_weights(p.numpy(), weights, dilation) for p in parsing])
 
 
@@ -55,14 +59,19 @@ def _fingerprint(face_model: FaceModel) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_key(face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig) -> str:
+def cache_key(
+    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int | None = None
+) -> str:
     """Hash of everything that changes the generated arrays."""
+    synthetic = dataclasses.asdict(data_cfg.synthetic)
+    synthetic.pop("fresh_train")  # how the training set is served, not what a subject is
     settings = {
         "version": CACHE_VERSION,
         "face_model": _fingerprint(face_model),
         "image_size": data_cfg.image_size,
-        "synthetic": dataclasses.asdict(data_cfg.synthetic),
+        "synthetic": synthetic,
         "skin_weights": loss_cfg.skin_weights,
+        "feature_dilation_px": feature_dilation_px,
     }
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -108,66 +117,80 @@ def _draw_coefficients(face_model: FaceModel, cfg: SyntheticDataConfig, rng: np.
     }
 
 
-@torch.no_grad()
-def generate_split(
-    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, split: str, count: int, progress: bool = True
-) -> dict:
-    """Render `count` subjects of `split` ('train' | 'val'). Returns numpy arrays:
-    rgb uint8 [S, Vw, H, W, 3], parsing uint8 [S, Vw, H, W], skin_weight float32
-    [S, Vw, H, W], landmarks float32 [S, Vw, 68, 2] px, landmarks3d float32 [S, P, 3]
-    mm, gt_shape float32 [S, V, 3] mm, and gt_<name> float32 for every coefficient."""
-    syn = data_cfg.synthetic
-    size = data_cfg.image_size
-    morphable = MorphableModel(face_model)
-    onehot = region_one_hot(face_model)
-    lm3d_index, _ = landmark3d_vertices(face_model)
-    views = len(syn.yaw_deg)
-    out: dict[str, list] = {k: [] for k in ("rgb", "parsing", "skin_weight", "landmarks", "landmarks3d", "gt_shape")}
-    coeff_lists: dict[str, list] = {}
-    for i in tqdm(range(count), desc=f"synthetic {split}", unit="subject", disable=not progress):
-        rng = np.random.default_rng([syn.seed, SPLITS[split], i])
-        drawn = _draw_coefficients(face_model, syn, rng)
+class SubjectRenderer:
+    """Renders synthetic subjects one at a time: subject i of a split depends only on
+    (data.synthetic.seed, split, i). feature_dilation_px: `preprocess.feature_dilation_px`
+    (at 224 px; None: the preprocessing's default)."""
+
+    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig,
+                 feature_dilation_px: int | None = None):
+        self.face_model, self.syn, self.size = face_model, data_cfg.synthetic, data_cfg.image_size
+        self.skin_weights, self.dilation = loss_cfg.skin_weights, feature_dilation_px
+        self.morphable = MorphableModel(face_model)
+        self.onehot = region_one_hot(face_model)
+        self.lm3d_index, _ = landmark3d_vertices(face_model)
+
+    @torch.no_grad()
+    def __call__(self, split: str, index: int) -> dict:
+        """One subject as numpy arrays: rgb uint8 [Vw, H, W, 3], parsing uint8 [Vw, H, W],
+        skin_weight float32 [Vw, H, W], landmarks float32 [Vw, 68, 2] px, landmarks3d
+        float32 [P, 3] mm, gt_shape float32 [V, 3] mm, and gt_<name> float32 for every
+        coefficient (rotation [Vw, 3] rad, translation [Vw, 3] mm)."""
+        syn, size = self.syn, self.size
+        views = len(syn.yaw_deg)
+        rng = np.random.default_rng([syn.seed, SPLITS[split], index])
+        drawn = _draw_coefficients(self.face_model, syn, rng)
         per_view = {k: torch.tensor(np.broadcast_to(v, (views,) + v.shape[-1:]), dtype=torch.float32)
                     for k, v in drawn.items()}
-        instance = morphable(FaceCoefficients(**per_view), (size, size))
+        instance = self.morphable(FaceCoefficients(**per_view), (size, size))
         render = render_mesh(
-            instance.vertices, morphable.faces,
-            {"color": instance.colors, "parsing": onehot[None].expand(views, -1, -1)}, (size, size),
+            instance.vertices, self.morphable.faces,
+            {"color": instance.colors, "parsing": self.onehot[None].expand(views, -1, -1)}, (size, size),
         )
         mask = render.mask
         background = torch.stack([_background(rng, size) for _ in range(views)])
         rgb = (render.images["color"].clamp(0, 1) * mask + background * (1 - mask)).clamp(0, 1)
         parsing = torch.where(mask[..., 0] > 0.5, render.images["parsing"].argmax(-1), torch.zeros((), dtype=torch.long))
-        out["rgb"].append((rgb * 255).round().to(torch.uint8).numpy())
-        out["parsing"].append(parsing.to(torch.uint8).numpy())
-        out["skin_weight"].append(skin_attention(parsing, loss_cfg.skin_weights, syn.feature_dilation_px))
-        out["landmarks"].append(instance.landmarks.numpy())
-        out["gt_shape"].append(instance.shape[0].numpy())
-        out["landmarks3d"].append(instance.shape[0, lm3d_index].numpy())
-        for k, v in drawn.items():
-            coeff_lists.setdefault(f"gt_{k}", []).append(np.asarray(v, dtype=np.float32))
-    arrays = {k: np.stack(v) for k, v in out.items()}
-    arrays.update({k: np.stack(v) for k, v in coeff_lists.items()})
-    arrays["skin_weight"] = arrays["skin_weight"].astype(np.float32)
-    arrays["landmarks"] = arrays["landmarks"].astype(np.float32)
-    return arrays
+        subject = {
+            "rgb": (rgb * 255).round().to(torch.uint8).numpy(),
+            "parsing": parsing.to(torch.uint8).numpy(),
+            "skin_weight": skin_attention(parsing, self.skin_weights, self.dilation).astype(np.float32),
+            "landmarks": instance.landmarks.numpy().astype(np.float32),
+            "gt_shape": instance.shape[0].numpy(),
+            "landmarks3d": instance.shape[0, self.lm3d_index].numpy(),
+        }
+        subject.update({f"gt_{k}": np.asarray(v, dtype=np.float32) for k, v in drawn.items()})
+        return subject
+
+
+def generate_split(
+    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, split: str, count: int, progress: bool = True,
+    feature_dilation_px: int | None = None,
+) -> dict:
+    """Render subjects 0..count-1 of `split` ('train' | 'val'): the arrays of
+    `SubjectRenderer` stacked over subjects ([S, ...])."""
+    render = SubjectRenderer(face_model, data_cfg, loss_cfg, feature_dilation_px)
+    subjects = [render(split, i) for i in tqdm(range(count), desc=f"synthetic {split}", unit="subject",
+                                                 disable=not progress)]
+    return {k: np.stack([s[k] for s in subjects]) for k in subjects[0]}
 
 
 def load_or_generate(
-    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, cache_dir: str, progress: bool = True
+    face_model: FaceModel, cfg: Config, cache_dir: str, splits: dict[str, int], progress: bool = True
 ) -> dict[str, dict]:
-    """{'train': arrays, 'val': arrays} from the cache, generating what is missing.
+    """{split: arrays} for `splits` ({name: subject count}) from the cache, generating
+    what is missing.
 
     Each split is written to a temporary folder and renamed into place when complete,
     so an interrupted generation leaves no half cache behind.
     """
-    root = os.path.join(cache_dir, f"synthetic-{cache_key(face_model, data_cfg, loss_cfg)}")
-    counts = {"train": data_cfg.synthetic.num_train, "val": data_cfg.synthetic.num_val}
+    dilation = cfg.preprocess.feature_dilation_px
+    root = os.path.join(cache_dir, f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, dilation)}")
     result = {}
-    for split, count in counts.items():
+    for split, count in splits.items():
         folder = os.path.join(root, f"{split}-{count}")
         if not os.path.isdir(folder):
-            arrays = generate_split(face_model, data_cfg, loss_cfg, split, count, progress)
+            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, dilation)
             tmp = f"{folder}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
@@ -184,14 +207,29 @@ def load_or_generate(
     return result
 
 
-class SyntheticMultiView(Dataset):
-    """Samples (DESIGN.md sample dict) over arrays from `load_or_generate`.
-
+def _sample(subject: dict, name: str) -> dict:
+    """The DESIGN.md sample dict of one subject's arrays (`SubjectRenderer` layout):
     rgb float [Vw, 3, H, W] in [0, 1]; parsing long [Vw, H, W]; skin_weight float
     [Vw, H, W]; landmarks float [Vw, 68, 2] px; view_mask bool [Vw] (all true);
     landmarks3d float [P, 3] mm; gt_shape float [V, 3] mm; gt_coeffs dict of float
-    tensors; name str.
-    """
+    tensors; name str."""
+    t = lambda key: torch.from_numpy(np.array(subject[key]))  # noqa: E731
+    rgb = t("rgb").permute(0, 3, 1, 2).float() / 255.0
+    return {
+        "rgb": rgb,
+        "parsing": t("parsing").long(),
+        "skin_weight": t("skin_weight"),
+        "landmarks": t("landmarks"),
+        "view_mask": torch.ones(rgb.shape[0], dtype=torch.bool),
+        "landmarks3d": t("landmarks3d"),
+        "gt_shape": t("gt_shape"),
+        "gt_coeffs": {k[3:]: t(k) for k in subject if k.startswith("gt_") and k != "gt_shape"},
+        "name": name,
+    }
+
+
+class SyntheticMultiView(Dataset):
+    """Samples (see `_sample`) over stacked arrays from `load_or_generate` / `generate_split`."""
 
     def __init__(self, arrays: dict, split: str):
         self.arrays = arrays
@@ -201,25 +239,38 @@ class SyntheticMultiView(Dataset):
         return self.arrays["rgb"].shape[0]
 
     def __getitem__(self, index: int) -> dict:
-        a = self.arrays
-        t = lambda name: torch.from_numpy(np.array(a[name][index]))  # noqa: E731
-        rgb = t("rgb").permute(0, 3, 1, 2).float() / 255.0
-        return {
-            "rgb": rgb,
-            "parsing": t("parsing").long(),
-            "skin_weight": t("skin_weight"),
-            "landmarks": t("landmarks"),
-            "view_mask": torch.ones(rgb.shape[0], dtype=torch.bool),
-            "landmarks3d": t("landmarks3d"),
-            "gt_shape": t("gt_shape"),
-            "gt_coeffs": {k[3:]: t(k) for k in a if k.startswith("gt_") and k != "gt_shape"},
-            "name": f"synthetic-{self.split}-{index:05d}",
-        }
+        subject = {k: v[index] for k, v in self.arrays.items()}
+        return _sample(subject, f"synthetic-{self.split}-{index:05d}")
 
 
-def build_synthetic(
-    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, cache_dir: str, progress: bool = True
-) -> tuple[SyntheticMultiView, SyntheticMultiView]:
-    """(train, val) datasets, generated on first use and cached under `cache_dir`."""
-    arrays = load_or_generate(face_model, data_cfg, loss_cfg, cache_dir, progress)
+class FreshSyntheticMultiView(Dataset):
+    """`length` training samples rendered on the fly, new subjects every epoch: at
+    epoch e (`set_epoch`, called by the training loop before it iterates, so forked
+    DataLoader workers see it) index i is subject e * length + i of the 'train' split.
+    Deterministic by (seed, epoch, index), hence resumable mid-epoch."""
+
+    def __init__(self, renderer: SubjectRenderer, length: int):
+        self.renderer, self.length, self.epoch = renderer, length, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        subject_id = self.epoch * self.length + index
+        return _sample(self.renderer("train", subject_id), f"synthetic-train-{subject_id:07d}")
+
+
+def build_synthetic(face_model: FaceModel, cfg: Config, cache_dir: str, progress: bool = True) -> tuple[Dataset, Dataset]:
+    """(train, val) datasets: val (and train unless `data.synthetic.fresh_train`)
+    generated on first use and cached under `cache_dir`; skin-attention maps use
+    `preprocess.feature_dilation_px` like photos."""
+    syn = cfg.data.synthetic
+    if syn.fresh_train:
+        arrays = load_or_generate(face_model, cfg, cache_dir, {"val": syn.num_val}, progress)
+        renderer = SubjectRenderer(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px)
+        return FreshSyntheticMultiView(renderer, syn.num_train), SyntheticMultiView(arrays["val"], "val")
+    arrays = load_or_generate(face_model, cfg, cache_dir, {"train": syn.num_train, "val": syn.num_val}, progress)
     return SyntheticMultiView(arrays["train"], "train"), SyntheticMultiView(arrays["val"], "val")

@@ -48,22 +48,23 @@ def test_deterministic_and_independent_of_count(face_model):
 
 def test_cache_written_read_back_and_keyed(face_model, tmp_path):
     cfg = _cfg()
-    train, val = build_synthetic(face_model, cfg.data, cfg.loss, str(tmp_path), progress=False)
+    train, val = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
     assert (len(train), len(val)) == (3, 2)
-    folder = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss)}"
+    folder = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px)}"
     assert sorted(os.listdir(folder)) == ["train-3", "val-2"]
     assert (folder / "train-3" / "rgb.npy").is_file()
-    again, _ = build_synthetic(face_model, cfg.data, cfg.loss, str(tmp_path), progress=False)
+    again, _ = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
     for key in ("rgb", "parsing", "landmarks", "gt_shape"):
         torch.testing.assert_close(train[1][key], again[1][key])
     changed = _cfg()
     changed.data.synthetic.yaw_jitter_deg = 1.0
     assert cache_key(face_model, changed.data, changed.loss) != cache_key(face_model, cfg.data, cfg.loss)
+    assert cache_key(face_model, cfg.data, cfg.loss, 7) != cache_key(face_model, cfg.data, cfg.loss, 5)
 
 
 def test_sample_contract_and_ground_truth(face_model, tmp_path):
     cfg = _cfg(num_train=2, num_val=1)
-    train, _ = build_synthetic(face_model, cfg.data, cfg.loss, str(tmp_path), progress=False)
+    train, _ = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
     s = train[1]
     assert s["rgb"].shape == (3, 3, SIZE, SIZE) and 0 <= s["rgb"].min() and s["rgb"].max() <= 1
     assert s["parsing"].dtype == torch.long and s["parsing"].shape == (3, SIZE, SIZE)
@@ -88,11 +89,39 @@ def test_sample_contract_and_ground_truth(face_model, tmp_path):
     torch.testing.assert_close(s["landmarks"], lm, atol=1e-3, rtol=1e-4)
 
 
-def test_skin_weight_is_the_preprocessing_map_of_the_parsing(face_model):
+def test_skin_weight_is_the_preprocessing_map_of_the_parsing(face_model, tmp_path):
+    """Default: the preprocessing's own default dilation; through build_synthetic:
+    preprocess.feature_dilation_px scaled to the image size, as for photos."""
     cfg = _cfg()
     a = generate_split(face_model, cfg.data, cfg.loss, "val", 1, progress=False)
-    dilation = int(round(cfg.data.synthetic.feature_dilation_px * SIZE / 224))
     for v in range(a["parsing"].shape[1]):
-        expected = skin_attention_weights(a["parsing"][0, v], cfg.loss.skin_weights, dilation)
+        expected = skin_attention_weights(a["parsing"][0, v], cfg.loss.skin_weights)
         np.testing.assert_array_equal(a["skin_weight"][0, v], expected)
     assert (a["skin_weight"] == np.float32(0.99)).any()
+    cfg.preprocess.feature_dilation_px = 20
+    _, val = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
+    sample = val[0]
+    dilation = int(round(20 * SIZE / 224))
+    for v in range(sample["parsing"].shape[0]):
+        expected = skin_attention_weights(sample["parsing"][v].numpy(), cfg.loss.skin_weights, dilation)
+        np.testing.assert_array_equal(sample["skin_weight"][v].numpy(), expected)
+    assert (sample["skin_weight"] == 0.99).sum() > (torch.from_numpy(a["skin_weight"][0]) == 0.99).sum()
+
+
+def test_fresh_training_subjects_every_epoch(face_model, tmp_path):
+    """fresh_train: epoch 0 serves the cached pool's subjects, later epochs new ones,
+    each determined by (seed, epoch, index); the validation set stays cached."""
+    cfg = _cfg(num_train=2, num_val=1)
+    cached, _ = build_synthetic(face_model, cfg, str(tmp_path / "a"), progress=False)
+    cfg.data.synthetic.fresh_train = True
+    fresh, val = build_synthetic(face_model, cfg, str(tmp_path / "b"), progress=False)
+    assert len(fresh) == 2 and len(val) == 1
+    assert sorted(os.listdir(tmp_path / "b" / os.listdir(tmp_path / "b")[0])) == ["val-1"]
+    for key in ("rgb", "skin_weight", "landmarks", "gt_shape"):
+        torch.testing.assert_close(fresh[1][key], cached[1][key])
+    fresh.set_epoch(1)
+    later = fresh[1]
+    assert later["name"] == "synthetic-train-0000003"
+    assert not torch.equal(later["gt_shape"], cached[1]["gt_shape"])
+    direct = generate_split(face_model, cfg.data, cfg.loss, "train", 4, False)["gt_shape"][3]
+    torch.testing.assert_close(later["gt_shape"], torch.from_numpy(direct))

@@ -7,6 +7,7 @@ import os
 import pickle
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -40,7 +41,7 @@ def cache_dir(tmp_path_factory):
 def _trainer(cfg, face_model, cache_dir, out, info=DistInfo()):
     from data.synthetic import build_synthetic
 
-    train_set, val_set = build_synthetic(face_model, cfg.data, cfg.loss, cache_dir, progress=False)
+    train_set, val_set = build_synthetic(face_model, cfg, cache_dir, progress=False)
     seed_everything(cfg.train.seed)
     model = build_model(cfg, face_model)
     return Trainer(model, face_model, train_set, val_set, cfg, str(out), save_checkpoint, load_checkpoint, info)
@@ -193,3 +194,95 @@ def test_ddp_two_gloo_processes_match_single_process(face_model, cache_dir, tmp_
                        for k in reference if reference[k].is_floating_point()])
     assert diffs.max() <= 2.5 * lr
     assert (diffs < 1e-5).float().mean() > 0.98
+
+
+# ------------------------------------------------------------- photo datasets
+@pytest.fixture(scope="module")
+def renders(face_model):
+    """Three synthetic subjects rendered at 224 px (faces mediapipe detects) with their
+    ground-truth meshes: the photos of the fake Pixel-Face and folders trees."""
+    from data.synthetic import generate_split
+    from lib.config.schema import Config
+
+    cfg = Config()
+    cfg.data.image_size = 224
+    return generate_split(face_model, cfg.data, cfg.loss, "val", 3, progress=False)
+
+
+def _pixel_face_tree(root, renders, face_model) -> str:
+    """train: subjects 0, 1; val: subject 2 with its mesh in val_obj/, and subject 0
+    again without a mesh. Photos stored transposed, as Pixel-Face's raw photos are;
+    the 101 points are mesh vertices with the 7 NoW positions on the model's now7."""
+    from PIL import Image
+
+    from data.pixel_face import DROPPED_106
+    from lib.losses import ALIGN7_IN_PIXEL_FACE101
+    from lib.meshio import write_obj
+
+    now7 = face_model.extra_landmarks["now7"]
+    for split, subject, index in (("train", "s0", 0), ("train", "s1", 1), ("val", "s2", 2), ("val", "s3", 0)):
+        base = os.path.join(root, split, subject, "1_neutral", "Images")
+        for view in range(3):
+            os.makedirs(os.path.join(base, str(view)))
+            Image.fromarray(renders["rgb"][index, view].transpose(1, 0, 2)).save(os.path.join(base, str(view), "t.jpg"))
+        gt = renders["gt_shape"][index].astype(np.float64)
+        points101 = gt[np.linspace(0, len(gt) - 1, 101).astype(int)]
+        points101[list(ALIGN7_IN_PIXEL_FACE101)] = gt[now7]
+        points106 = np.insert(points101, [d - i for i, d in enumerate(DROPPED_106)], 0.0, axis=0)
+        os.makedirs(os.path.join(base, "fusion"))
+        np.savetxt(os.path.join(base, "fusion", "nicp_106_pts.txt"), points106)
+    os.makedirs(os.path.join(root, "val_obj", "s2"))
+    write_obj(os.path.join(root, "val_obj", "s2", "1_neutral.obj"), renders["gt_shape"][2], face_model.faces)
+    return root
+
+
+PHOTO_RUN = ("--config", TINY, "train.progress=false", "train.epochs=1", "train.device=cpu", "preprocess.aligned=true")
+
+
+def test_train_on_pixel_face_validates_against_its_scans(renders, face_model, tmp_path, capsys):
+    pytest.importorskip("mediapipe")
+    import train
+    from lib.evaluation import now_scan_to_mesh
+
+    root = _pixel_face_tree(str(tmp_path / "pf"), renders, face_model)
+    out = tmp_path / "run"
+    assert train.main([*PHOTO_RUN, "--out", str(out), "data.dataset=pixel_face", f"data.root={root}",
+                       "loss.landmark3d=0"]) == 0
+    history = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [h["epoch"] for h in history] == [0, 1]
+    last = history[-1]
+    assert "val/vertex_error_mm" not in last and math.isfinite(last["val/total"])
+    # The mean face's NoW error is that of s2's mesh alone (s3 has none): recompute it.
+    gt = renders["gt_shape"][2].astype(np.float64)
+    now7 = face_model.extra_landmarks["now7"]
+    mean = face_model.mean_shape.astype(np.float64)
+    cfg = load_config(TINY)
+    expected = now_scan_to_mesh(gt, gt[now7], mean, face_model.faces, mean[now7], cfg.eval).distances.mean()
+    assert last["val/now_mean_face_error_mm"] == pytest.approx(expected, rel=1e-4)
+    assert last["val/now_error_mm"] > 0 and os.path.isfile(out / "checkpoints" / "last.pt")
+    assert "NoW-style error" in capsys.readouterr().out
+    # The built-in model has no Pixel-Face 101 points: the 3D landmark loss is refused.
+    with pytest.raises(UserError, match="pixel_face101"):
+        train.main([*PHOTO_RUN, "--out", str(tmp_path / "r2"), "data.dataset=pixel_face", f"data.root={root}"])
+
+
+def test_train_on_folders_validates_with_loss_terms(renders, tmp_path):
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    import train
+
+    for subject in range(2):
+        folder = tmp_path / "views" / f"person{subject}"
+        folder.mkdir(parents=True)
+        for view in range(3):
+            Image.fromarray(renders["rgb"][subject, view]).save(folder / f"person{subject}{view}.png")
+    out = tmp_path / "run"
+    assert train.main([*PHOTO_RUN, "--out", str(out), "data.dataset=folders", f"data.root={tmp_path / 'views'}"]) == 0
+    last = [json.loads(line) for line in open(out / "metrics.jsonl")][-1]
+    assert not any("error_mm" in k for k in last)
+    assert math.isfinite(last["val/total"]) and math.isfinite(last["val/photometric"]) and last["train/total"] > 0
+    with pytest.raises(UserError, match="data.root"):
+        train.main([*PHOTO_RUN, "--out", str(tmp_path / "r2"), "data.dataset=folders", f"data.root={tmp_path / 'no'}"])
+    with pytest.raises(UserError, match="data.dataset=nope"):
+        train.main([*PHOTO_RUN, "--out", str(tmp_path / "r3"), "data.dataset=nope"])

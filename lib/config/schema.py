@@ -63,13 +63,16 @@ class SyntheticDataConfig:
     tex_std: float = 1.0
     light_std: float = 0.15  # spread of the 9 SH coefficients (shared by R, G, B)
     light_tint_std: float = 0.04  # per-channel deviation from monochrome light
-    feature_dilation_px: float = 5.0  # skin_weight: features grown this much at 224 px (as preprocess)
+    # Render the training set on the fly, new subjects every epoch (no memorising a
+    # fixed pool); validation subjects stay fixed and cached.
+    fresh_train: bool = False
 
 
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  # synthetic | pixel_face | folders
     root: str = ""  # dataset root for pixel_face / folders
+    val_root: str = ""  # folders: views to validate on (loss terms only); empty: the training folders
     image_size: int = 224
     num_workers: int = 0
     cache_dir: str = ""  # empty: <out>/cache

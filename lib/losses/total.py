@@ -87,7 +87,8 @@ def multiview_losses(
     coeffs: N rows, row b*Vw + v is view v of sample b. batch (tensors on the model's
     device): rgb [B, Vw, 3, H, W] in [0, 1], parsing long [B, Vw, H, W], skin_weight
     [B, Vw, H, W], landmarks [B, Vw, 68, 2] px, view_mask bool [B, Vw], optional
-    landmarks3d [B, P, 3] mm (model space; P matches `landmark3d_vertices`).
+    landmarks3d [B, P, 3] mm (model space; P matches `landmark3d_vertices`; the term
+    is skipped when loss.landmark3d is 0).
     use_parsing switches the parsing term on (the seed does so from mask_epoch);
     cull_backfaces / backend are the renderer's (RenderConfig).
     Views with view_mask false contribute nothing to any term.
@@ -127,7 +128,7 @@ def multiview_losses(
             instance.albedo, torch.as_tensor(morphable.face_model.skin_mask), valid
         ),
     }
-    if batch.get("landmarks3d") is not None:
+    if batch.get("landmarks3d") is not None and cfg.landmark3d > 0:
         index, align = landmark3d_vertices(morphable.face_model)
         views = rgb.shape[1]
         target3d = batch["landmarks3d"].float().repeat_interleave(views, dim=0)

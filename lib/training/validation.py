@@ -1,9 +1,11 @@
-"""Validation metrics on data with ground-truth meshes in the face model's topology:
-the mean vertex distance (mm) after the best similarity alignment of the prediction
-to the ground truth (cheap, every validation), and the NoW-style scan-to-mesh mean
-distance of `lib.evaluation` (at the end of training)."""
+"""Validation metrics: the mean vertex distance (mm) after the best similarity
+alignment of the prediction to a ground-truth mesh in the face model's topology
+(synthetic data), and the NoW-style scan-to-mesh mean distance of `lib.evaluation`
+against either such a mesh (its vertices as the scan) or a Pixel-Face validation
+scan."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from lib.config.schema import EvalConfig
@@ -19,19 +21,13 @@ def aligned_vertex_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return (apply_similarity(p, s, r, tr) - t).norm(dim=-1).mean(-1).to(pred.dtype)
 
 
-def now_style_error(
-    pred: torch.Tensor, target: torch.Tensor, faces: torch.Tensor, now7: torch.Tensor, options: EvalConfig
-) -> list[float]:
-    """NoW-style mean scan-to-mesh distance (mm) per sample via `lib.evaluation`: the
-    ground-truth mesh's vertices play the scan (cropped around its 7 NoW points), the
-    prediction is aligned by its 7 points and the rigid + scale refinement.
-
-    pred, target [S, V, 3] mm in the face model's topology; faces [F, 3]; now7 [7]
-    vertex indices (face_model.extra_landmarks['now7']).
-    """
-    errors = []
-    faces_np, idx = faces.cpu().numpy(), now7.cpu().numpy()
-    for p, t in zip(pred.detach().cpu().double().numpy(), target.detach().cpu().double().numpy()):
-        result = now_scan_to_mesh(t, t[idx], p, faces_np, p[idx], options)
-        errors.append(float(result.distances.mean()))
-    return errors
+def scan_error(
+    pred: torch.Tensor, scan: np.ndarray, scan_now7: np.ndarray, faces: torch.Tensor, now7: torch.Tensor,
+    options: EvalConfig,
+) -> float:
+    """NoW-style mean distance (mm) from the scan points [N, 3] (cropped around their 7
+    NoW landmarks scan_now7 [7, 3]) to the predicted mesh pred [V, 3] (faces [F, 3];
+    its 7 points are the vertices now7 [7]) after the NoW alignment."""
+    verts = pred.detach().cpu().double().numpy()
+    result = now_scan_to_mesh(scan, scan_now7, verts, faces.cpu().numpy(), verts[now7.cpu().numpy()], options)
+    return float(result.distances.mean())

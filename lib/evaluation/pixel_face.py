@@ -1,0 +1,22 @@
+"""Pixel-Face validation scans for the NoW procedure, shared by test_pixel_face.py and
+the training loop's validation."""
+from __future__ import annotations
+
+import numpy as np
+
+from lib.errors import UserError
+from lib.losses.terms import ALIGN7_IN_PIXEL_FACE101
+from lib.meshio import read_obj
+
+
+def pixel_face_scan(name: str, mesh_path: str, landmarks3d) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """(scan points [N, 3], scan mesh (verts [N, 3], faces [K, 3]), 7 NoW landmarks
+    [7, 3]), mm, float64, for one Pixel-Face validation sample: the scan is its mesh
+    from <root>/val_obj/ (the vertices are the scan points: NoW measures from scan
+    vertices) and the 7 landmarks are its 101 3D points (same frame, mm) at positions
+    47, 50, 53, 56, 41, 79, 85. UserError when the sample has no mesh."""
+    if not mesh_path:
+        raise UserError(f"{name}: no validation mesh in <data.root>/val_obj/ for this sample")
+    mesh = read_obj(mesh_path)
+    points = np.asarray(landmarks3d, dtype=np.float64)
+    return mesh.vertices, (mesh.vertices, mesh.faces), points[list(ALIGN7_IN_PIXEL_FACE101)]
