@@ -1,7 +1,7 @@
 """NoW-style evaluation (see doc/evaluation.md): exact scan-to-mesh distance
 (`distance`), the NoW crop / alignment / statistics procedure (`now`), scans sampled
-from meshes (`sampling`) and report files (`report`, imported on its own because it
-pulls in matplotlib and the renderer)."""
+from meshes (`sampling`), Pixel-Face validation scans (`pixel_face`) and report files
+(`report`, imported on its own because it pulls in matplotlib and the renderer)."""
 from lib.evaluation.distance import MeshDistance, scan_to_mesh_distance
 from lib.evaluation.now import (
     NowResult,
