@@ -17,7 +17,7 @@ from PIL import Image
 import test_pixel_face
 from lib.config.loader import config_to_dict, load_config
 from lib.facemodel import load_face_model
-from lib.losses import ALIGN7_IN_PIXEL_FACE101
+from lib.facemodel.schema import NOW7_IN_PIXEL_FACE101
 from lib.meshio import read_obj
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +121,7 @@ def test_pixel_face_validation_mesh_and_landmarks(tmp_path, capsys):
     gt = Similarity(1.1, rot, np.array([10.0, -5.0, 300.0])).apply(face_model.mean_shape)
     root = tmp_path / "pf"
     points101 = gt[np.linspace(0, len(gt) - 1, 101).astype(int)]
-    points101[list(ALIGN7_IN_PIXEL_FACE101)] = gt[face_model.extra_landmarks["now7"]]
+    points101[list(NOW7_IN_PIXEL_FACE101)] = gt[face_model.extra_landmarks["now7"]]
     points106 = np.insert(points101, [d - i for i, d in enumerate(DROPPED_106)], 0.0, axis=0)
     for subject in ("s09", "s10"):  # s10 gets no validation mesh
         base = root / "val" / subject / "1_neutral" / "Images"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lib.config.schema import LossConfig
+from lib.facemodel.schema import NOW7_FROM_68
 from lib.losses import terms
 
 torch.manual_seed(0)
@@ -74,11 +75,11 @@ def test_similarity_transform_recovers_known_transform():
 def test_landmark3d_invariant_to_similarity_and_positive_away():
     target = torch.randn(1, 68, 3) * 40
     moved = 0.8 * target @ _rotation_z(1.0).T + torch.tensor([10.0, 0.0, -3.0])
-    assert terms.landmark3d_loss(moved, target, terms.ALIGN7_IN_68).item() < 1e-3
+    assert terms.landmark3d_loss(moved, target, NOW7_FROM_68).item() < 1e-3
     bent = moved.clone()
     bent[0, 8] += torch.tensor([0.0, 0.0, 8.0])  # chin point, not an alignment point
     # Distance of the one moved point, scaled back by 1/0.8, averaged over 68 points.
-    assert terms.landmark3d_loss(bent, target, terms.ALIGN7_IN_68).item() == pytest.approx(10.0 / 68, rel=1e-3)
+    assert terms.landmark3d_loss(bent, target, NOW7_FROM_68).item() == pytest.approx(10.0 / 68, rel=1e-3)
 
 
 def test_landmark3d_gradient_matches_finite_differences_and_ignores_similarity():

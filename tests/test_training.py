@@ -216,7 +216,7 @@ def _pixel_face_tree(root, renders, face_model) -> str:
     from PIL import Image
 
     from data.pixel_face import DROPPED_106
-    from lib.losses import ALIGN7_IN_PIXEL_FACE101
+    from lib.facemodel.schema import NOW7_IN_PIXEL_FACE101
     from lib.meshio import write_obj
 
     now7 = face_model.extra_landmarks["now7"]
@@ -227,7 +227,7 @@ def _pixel_face_tree(root, renders, face_model) -> str:
             Image.fromarray(renders["rgb"][index, view].transpose(1, 0, 2)).save(os.path.join(base, str(view), "t.jpg"))
         gt = renders["gt_shape"][index].astype(np.float64)
         points101 = gt[np.linspace(0, len(gt) - 1, 101).astype(int)]
-        points101[list(ALIGN7_IN_PIXEL_FACE101)] = gt[now7]
+        points101[list(NOW7_IN_PIXEL_FACE101)] = gt[now7]
         points106 = np.insert(points101, [d - i for i, d in enumerate(DROPPED_106)], 0.0, axis=0)
         os.makedirs(os.path.join(base, "fusion"))
         np.savetxt(os.path.join(base, "fusion", "nicp_106_pts.txt"), points106)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lib.errors import UserError
-from lib.losses.terms import ALIGN7_IN_PIXEL_FACE101
+from lib.facemodel.schema import NOW7_IN_PIXEL_FACE101
 from lib.meshio import read_obj
 
 
@@ -19,4 +19,4 @@ def pixel_face_scan(name: str, mesh_path: str, landmarks3d) -> tuple[np.ndarray,
         raise UserError(f"{name}: no validation mesh in <data.root>/val_obj/ for this sample")
     mesh = read_obj(mesh_path)
     points = np.asarray(landmarks3d, dtype=np.float64)
-    return mesh.vertices, (mesh.vertices, mesh.faces), points[list(ALIGN7_IN_PIXEL_FACE101)]
+    return mesh.vertices, (mesh.vertices, mesh.faces), points[list(NOW7_IN_PIXEL_FACE101)]

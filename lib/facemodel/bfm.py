@@ -30,7 +30,7 @@ from scipy.io import loadmat
 
 from lib.errors import UserError
 from lib.facemodel.regions import regions_from_landmarks, skin_mask_from_regions
-from lib.facemodel.schema import FaceModel
+from lib.facemodel.schema import NOW7_FROM_68, FaceModel
 
 BFM_FRONT_VERTICES = 35709
 """Vertex count of Deep3DFaceRecon's front BFM09; the fixed index sets below refer to it."""
@@ -39,11 +39,6 @@ DM_TO_MM = 100.0
 TEXTURE_SCALE = 255.0
 MAX_MODES = {"idBase": 80, "exBase": 64, "texBase": 80}
 """Basis sizes kept from the official release (Deep3DFaceRecon's choice, the seed's sizes)."""
-
-NOW7_FROM_68 = np.array([36, 39, 42, 45, 30, 48, 54])
-"""The 7 NoW alignment points as 68-landmark positions: subject's right eye outer (36)
-and inner (39) corner, left eye inner (42) and outer (45) corner, nose tip (30),
-right (48) and left (54) mouth corner."""
 
 NOW7_BFM = np.array([2215, 5828, 10455, 14065, 8192, 5522, 10795])
 """The seed's NoW points on the front BFM09, in the order of NOW7_FROM_68. The
@@ -180,7 +175,7 @@ def face_model_from_front(mat: dict, path: str, name: str = "bfm09") -> FaceMode
     if v == BFM_FRONT_VERTICES:
         extra = {"now7": NOW7_BFM, "pixel_face101": PIXEL_FACE101_BFM}
     else:
-        extra = {"now7": keypoints[NOW7_FROM_68]}
+        extra = {"now7": keypoints[list(NOW7_FROM_68)]}
     return FaceModel(
         name=name,
         mean_shape=mean_shape,

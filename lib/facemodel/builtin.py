@@ -24,7 +24,7 @@ from scipy.interpolate import PchipInterpolator
 
 from lib.facemodel.albedo import generic_albedo
 from lib.facemodel.regions import regions_from_landmarks, skin_mask_from_regions
-from lib.facemodel.schema import FaceModel
+from lib.facemodel.schema import NOW7_FROM_68, FaceModel
 
 NUM_ID_MODES = 60
 NUM_ALBEDO_MODES = 60
@@ -34,12 +34,6 @@ RANDOM_MODES_SEED = 20260403
 # (the named modes have their own peaks, 1.5-4 mm).
 RANDOM_MODE_PEAK_MM = 1.0
 RANDOM_MODE_PEAK_DECAY = 0.965
-NOW7_FROM_68 = (36, 39, 42, 45, 30, 48, 54)
-"""The 7 NoW alignment points as 68-landmark numbers. The seed's BFM vertex indices
-2215, 5828, 10455, 14065, 8192, 5522, 10795 are (up to 14065 vs 14066, a neighbour
-vertex) entries 36, 39, 42, 45, 30, 48, 54 of the BFM 68-landmark list
-(Landmarks68_BFM.anl): right eye outer / inner corner, left eye inner / outer
-corner, nose tip, right / left mouth corner (subject's right / left)."""
 
 # ----------------------------------------------------------------------------- grid
 

@@ -36,7 +36,7 @@ from lib.errors import UserError
 from lib.facemodel.albedo import generic_albedo
 from lib.facemodel.bfm import winding_points_inward
 from lib.facemodel.regions import regions_from_landmarks, skin_mask_from_regions
-from lib.facemodel.schema import FaceModel
+from lib.facemodel.schema import NOW7_FROM_68, FaceModel
 from lib.meshio import read_obj, read_obj_vertices
 
 CM_TO_MM = 10.0
@@ -55,10 +55,6 @@ LANDMARKS68 = np.array([
     0, 4275, 6200, 6213, 6346, 6461, 5518, 5957, 5841, 5702, 5711, 5533, 6216, 6207, 6470, 5517, 5966,
 ])
 """ICT's Multi-PIE 68-landmark vertices (0-based, the usual 68 order)."""
-
-NOW7_FROM_68 = np.array([36, 39, 42, 45, 30, 48, 54])
-"""NoW points: eye corners (right outer, right inner, left inner, left outer), nose
-tip, mouth corners (right, left), the order of the seed's BFM indices."""
 
 NEUTRAL = "generic_neutral_mesh.obj"
 INDEX_FILE = "vertex_indices.json"
@@ -151,7 +147,7 @@ def _convert_folder(folder: str) -> FaceModel:
         landmarks68=LANDMARKS68,
         region_labels=region_labels,
         skin_mask=skin_mask_from_regions(region_labels),
-        extra_landmarks={"now7": LANDMARKS68[NOW7_FROM_68]},
+        extra_landmarks={"now7": LANDMARKS68[list(NOW7_FROM_68)]},
         uv_coords=neutral.uv_coords[used_uv],
         uv_faces=uv_faces,
         description=DESCRIPTION.format(offset=np.array2string(offset, precision=3), n_id=len(identities),

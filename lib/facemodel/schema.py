@@ -55,6 +55,16 @@ image right in a frontal photo (landmarks 42-47 are the subject's left eye)."""
 
 NUM_PARSING_CLASSES = len(PARSING_CLASSES)
 
+NOW7_FROM_68 = (36, 39, 42, 45, 30, 48, 54)
+"""The 7 NoW alignment points as 68-landmark positions, in the order of the seed's BFM
+vertices 2215, 5828, 10455, 14065, 8192, 5522, 10795: subject's right eye outer (36)
+and inner (39) corner, left eye inner (42) and outer (45) corner, nose tip (30),
+right (48) and left (54) mouth corner. Every model's extra_landmarks['now7']."""
+
+NOW7_IN_PIXEL_FACE101 = (47, 50, 53, 56, 41, 79, 85)
+"""The same 7 points as positions in the seed's 101 Pixel-Face 3D points
+(extra_landmarks['pixel_face101'], a sample's landmarks3d)."""
+
 _ARRAY_FIELDS = {
     "mean_shape": (np.float32, 2),
     "id_basis": (np.float32, 3),

@@ -1,8 +1,6 @@
 """DF-MVR losses: plain term functions (`terms`) and their weighting in one place
 (`total.multiview_losses`, `total.weighted_sum`)."""
 from lib.losses.terms import (
-    ALIGN7_IN_68,
-    ALIGN7_IN_PIXEL_FACE101,
     HEAVY_LANDMARKS,
     apply_similarity,
     coefficient_loss,
@@ -25,8 +23,6 @@ from lib.losses.total import (
 )
 
 __all__ = [
-    "ALIGN7_IN_68",
-    "ALIGN7_IN_PIXEL_FACE101",
     "HEAVY_LANDMARKS",
     "LossResult",
     "TERM_WEIGHTS",

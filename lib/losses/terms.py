@@ -15,12 +15,6 @@ from lib.geometry.camera import REFERENCE_SIZE
 # eyes (36-47) and inner mouth (60-67) of the 68-point iBUG order.
 HEAVY_LANDMARKS = tuple(range(28, 31)) + tuple(range(36, 48)) + tuple(range(60, 68))
 
-# The 7 NoW alignment points on the 68-point set, in the order of the seed's BFM
-# indices (2215, 5828, 10455, 14065, 8192, 5522, 10795): outer/inner corner of the
-# image-left eye, inner/outer corner of the image-right eye, nose tip, mouth corners.
-ALIGN7_IN_68 = (36, 39, 42, 45, 30, 48, 54)
-# The same 7 points as positions in the seed's 101 Pixel-Face landmark list.
-ALIGN7_IN_PIXEL_FACE101 = (47, 50, 53, 56, 41, 79, 85)
 
 
 def _row_weights(valid: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:

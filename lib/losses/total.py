@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config.schema import LossConfig
-from lib.facemodel.schema import NUM_PARSING_CLASSES, FaceModel
+from lib.facemodel.schema import NOW7_FROM_68, NOW7_IN_PIXEL_FACE101, NUM_PARSING_CLASSES, FaceModel
 from lib.losses import terms
 from lib.morphable import FaceCoefficients, FaceInstance, MorphableModel
 from lib.render import render_mesh
@@ -58,8 +58,8 @@ def landmark3d_vertices(face_model: FaceModel) -> tuple[torch.Tensor, tuple[int,
     7 similarity-alignment points: Pixel-Face's 101 points where the model has them
     ('pixel_face101'), else its 68 landmark vertices."""
     if "pixel_face101" in face_model.extra_landmarks:
-        return torch.as_tensor(face_model.extra_landmarks["pixel_face101"]), terms.ALIGN7_IN_PIXEL_FACE101
-    return torch.as_tensor(face_model.landmarks68), terms.ALIGN7_IN_68
+        return torch.as_tensor(face_model.extra_landmarks["pixel_face101"]), NOW7_IN_PIXEL_FACE101
+    return torch.as_tensor(face_model.landmarks68), NOW7_FROM_68
 
 
 def region_one_hot(face_model: FaceModel) -> torch.Tensor:
