@@ -4,13 +4,15 @@ Data (data.dataset): synthetic (rendered from the face model, the default), pixe
 (data.root holding train/, val/, val_obj/) or folders (data.root: folders of views,
 no ground truth; data.val_root: views to validate on).
 
-Single process on CPU or one GPU: `python train.py [--config FILE] [--out DIR] [k=v ...]`.
+Single process on CPU or one GPU: `python train.py [--config FILE] [--out DIR] [k=v ...]`;
+with train.processes=N on a CPU it starts N local processes itself (DDP over gloo).
 Several GPUs or nodes: `torchrun --nproc_per_node=N train.py ...` (DDP; nccl on GPU,
 gloo on CPU). Rerunning with the same --out resumes from DIR/checkpoints/last.pt.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -18,7 +20,8 @@ from lib.cli import make_parser, parse_config, run
 from lib.errors import UserError
 from lib.facemodel import load_face_model
 from lib.training import Trainer, init_distributed, seed_everything, shutdown_distributed
-from lib.training.distributed import barrier
+from lib.training.distributed import barrier, resolve_device, spawn_local, under_launcher
+from lib.training.loop import check_batch_split
 
 DATASETS = ("synthetic", "pixel_face", "folders")
 
@@ -78,6 +81,14 @@ def main(argv=None) -> int:
 
     parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/train")
     args, cfg = parse_config(parser, argv)
+    if cfg.train.processes < 1:
+        raise UserError(f"train.processes must be at least 1, got {cfg.train.processes}")
+    if cfg.train.processes > 1 and not under_launcher():
+        if resolve_device(cfg.train.device).type == "cpu":
+            check_batch_split(cfg.train, cfg.train.processes)
+            return spawn_local(cfg.train.processes, run, main, list(sys.argv[1:] if argv is None else argv))
+        print(f"train.processes={cfg.train.processes} is for CPU training: one process on the GPU "
+              "(use torchrun for several GPUs)")
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     info, device = init_distributed(cfg.train.device)

@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.geometry import euler_to_matrix, rigid_transform  # noqa: E402
+from lib.jit import numba_available  # noqa: E402
 from lib.render import render_mesh  # noqa: E402
-from lib.render.rasterize import numba_available  # noqa: E402
 from lib.render.synthetic import face_like_mesh  # noqa: E402
 
 IMAGE_SIZE = (224, 224)

@@ -2,8 +2,9 @@
 
     rgb [B, V, 3, H, W] in [0, 1], parsing [B, V, H, W] long
       -> per view input [4, H, W]: RGB mapped to [-1, 1], then the parsing label as a
-         float 0..9 (unscaled, as the seed feeds its face_mask; the first conv's
-         BatchNorm takes care of the range)
+         float 0..9 (model.parsing_input "label": unscaled, as the seed feeds its
+         face_mask; the first conv's BatchNorm takes care of the range), or
+         [13, H, W] with the label one-hot ("one_hot")
       -> MulEnUNet (fusion) -> [B, (V+1) * 64w, H, W]
       -> RedNet (backbone)  -> [B, 2048w, 1, 1]
       -> CoefficientHeads (heads) -> FaceCoefficients with N = B * V rows, row b*V + v
@@ -20,6 +21,7 @@ but carry no information of their own; callers mask them with view_mask.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lib.config.schema import ModelConfig
@@ -32,7 +34,7 @@ from models.layers import kaiming_init
 from models.rednet import RedNet
 from models.unet import MulEnUNet
 
-INPUT_CHANNELS = 4  # RGB + parsing label
+PARSING_INPUTS = ("label", "one_hot")
 PER_VIEW = ("expression", "rotation", "translation")
 
 
@@ -40,6 +42,8 @@ def check_model_config(cfg: ModelConfig, image_size: int) -> None:
     """Raise UserError naming the first inconsistent `model.*` option."""
     if cfg.width <= 0:
         raise UserError(f"model.width must be positive, got {cfg.width}")
+    if cfg.parsing_input not in PARSING_INPUTS:
+        raise UserError(f"model.parsing_input must be one of {', '.join(PARSING_INPUTS)}, got {cfg.parsing_input!r}")
     if cfg.num_views < 1:
         raise UserError(f"model.num_views must be at least 1, got {cfg.num_views}")
     if len(cfg.unet_channels) < 2 or min(cfg.unet_channels) < 1:
@@ -89,7 +93,9 @@ class MVRNet(nn.Module):
         check_model_config(model_cfg, image_size)
         self.num_views = model_cfg.num_views
         self.image_size = image_size
-        self.fusion = MulEnUNet(INPUT_CHANNELS, list(model_cfg.unet_channels), self.num_views, model_cfg.width)
+        self.one_hot = model_cfg.parsing_input == "one_hot"
+        in_channels = 3 + (NUM_PARSING_CLASSES if self.one_hot else 1)
+        self.fusion = MulEnUNet(in_channels, list(model_cfg.unet_channels), self.num_views, model_cfg.width)
         self.backbone = RedNet(
             self.fusion.out_channels, list(model_cfg.rednet_layers), model_cfg.width, model_cfg.involution
         )
@@ -107,8 +113,13 @@ class MVRNet(nn.Module):
         kaiming_init(self.fusion)
 
     def network_input(self, rgb: torch.Tensor, parsing: torch.Tensor) -> torch.Tensor:
-        """rgb [B, V, 3, H, W] in [0, 1], parsing [B, V, H, W] -> [B, V, 4, H, W]."""
-        return torch.cat([rgb * 2.0 - 1.0, parsing.unsqueeze(2).to(rgb.dtype)], dim=2)
+        """rgb [B, V, 3, H, W] in [0, 1], parsing [B, V, H, W] long 0..9 ->
+        [B, V, 4, H, W] (label) or [B, V, 13, H, W] (one_hot)."""
+        if self.one_hot:
+            labels = F.one_hot(parsing.long(), NUM_PARSING_CLASSES).permute(0, 1, 4, 2, 3)
+        else:
+            labels = parsing.unsqueeze(2)
+        return torch.cat([rgb * 2.0 - 1.0, labels.to(rgb.dtype)], dim=2)
 
     def _check_inputs(self, rgb, parsing, view_mask) -> None:
         size = self.image_size

@@ -3,12 +3,20 @@ SH shading."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from lib.geometry import euler_to_matrix, focal_length, project, rigid_transform, vertex_normals
+from lib.geometry.normals import vertex_normals_torch
+from lib.jit import numba_available
 from lib.shading import sh_basis, sh_shade
 
 HALF_PI = math.pi / 2
+NORMALS = [vertex_normals_torch]
+if numba_available():
+    from lib.geometry.normals_numba import vertex_normals_numba
+
+    NORMALS.append(vertex_normals_numba)
 
 
 def _rotate(angles, point):
@@ -76,18 +84,40 @@ def _reference_vertex_normals(verts, faces):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def test_vertex_normals_match_loop_reference():
-    rng = np.random.default_rng(0)
+def _bumpy_grid(rng, batch=1):
+    """A 5 x 4 vertex grid with random heights, 24 counter-clockwise triangles:
+    vertices [batch, 20, 3] float64, faces [24, 3]."""
     grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0), indexing="xy"), -1).reshape(-1, 2)
-    verts = np.concatenate([grid, rng.normal(0, 0.3, (len(grid), 1))], 1)
+    verts = np.stack([np.concatenate([grid, rng.normal(0, 0.3, (len(grid), 1))], 1) for _ in range(batch)])
     faces = []
     for r in range(3):
         for c in range(4):
             i = r * 5 + c
             faces += [[i, i + 1, i + 6], [i, i + 6, i + 5]]
-    faces = np.array(faces)
-    ours = vertex_normals(torch.tensor(verts)[None], torch.tensor(faces))[0].numpy()
-    assert np.allclose(ours, _reference_vertex_normals(verts, faces), atol=1e-10)
+    return torch.tensor(verts), torch.tensor(faces)
+
+
+@pytest.mark.parametrize("implementation", NORMALS)
+def test_vertex_normals_match_loop_reference(implementation):
+    verts, faces = _bumpy_grid(np.random.default_rng(0), batch=3)
+    ours = implementation(verts, faces).numpy()
+    for b in range(3):
+        assert np.allclose(ours[b], _reference_vertex_normals(verts[b].numpy(), faces.numpy()), atol=1e-10)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_numba_vertex_normals_gradient():
+    verts, faces = _bumpy_grid(np.random.default_rng(1), batch=2)
+    verts.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: vertex_normals_numba(v, faces), (verts,))
+    # Same gradient as the torch graph, also in float32 on a larger batch.
+    weights = torch.randn(2, verts.shape[1], 3, dtype=torch.float64)
+    grads = [torch.autograd.grad((fn(verts, faces) * weights).sum(), verts)[0] for fn in NORMALS]
+    assert torch.allclose(grads[0], grads[1], atol=1e-10)
+    v32 = verts.detach().float().repeat(4, 1, 1).requires_grad_(True)
+    w32 = weights.float().repeat(4, 1, 1)
+    grads = [torch.autograd.grad((fn(v32, faces) * w32).sum(), v32)[0] for fn in NORMALS]
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
 def test_counter_clockwise_triangle_faces_camera():

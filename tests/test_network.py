@@ -187,6 +187,24 @@ def test_expression_shared_or_per_view():
     assert not torch.equal(per_view[0], per_view[1])
 
 
+def test_parsing_input_label_or_one_hot():
+    rgb, parsing = make_inputs(1)
+    label = build(**TINY)
+    one_hot = build(parsing_input="one_hot", **TINY)
+    x = label.network_input(rgb, parsing)
+    assert x.shape == (1, 3, 4, SIZE, SIZE) and torch.equal(x[:, :, 3], parsing.float())
+    y = one_hot.network_input(rgb, parsing)
+    assert y.shape == (1, 3, 13, SIZE, SIZE) and torch.equal(y[:, :, :3], x[:, :, :3])
+    # Channel 3 + c is 1 exactly where the label is c.
+    for c in (0, 4, 9):
+        assert torch.equal(y[:, :, 3 + c], (parsing == c).float())
+    assert torch.equal(y[:, :, 3:].sum(2), torch.ones_like(parsing, dtype=torch.float32))
+    assert one_hot.fusion.encoders[0].stages[0].conv[0].in_channels == 13
+    check_coefficients(one_hot(rgb, parsing), 3, fake_face_model())
+    with pytest.raises(UserError, match="model.parsing_input"):
+        build(parsing_input="rgb", **TINY)
+
+
 def test_source_views():
     mask = torch.tensor([[True, True, True], [True, False, True], [False, False, True], [True, False, False], [False, True, False]])
     expected = torch.tensor([[0, 1, 2], [0, 0, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1]])

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from lib.geometry import project
+from lib.jit import numba_available
 from lib.render import interpolate, rasterize, render_mesh
-from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH, numba_available
+from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH
 
 BACKENDS = [
     "torch",
@@ -392,6 +393,31 @@ def test_render_mesh_attributes_and_mask(backend):
         assert result.images[name].shape == (1, 40, 40, value.shape[-1]) and result.images[name].dtype == value.dtype
         torch.testing.assert_close(result.images[name], alone)
     assert torch.equal(result.screen, project(vertices, (40, 40)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_render_mesh_constant_attributes_get_no_gradient_but_pass_one(backend):
+    """Attributes with and without requires_grad are stacked apart: the learnable one
+    gets the same gradient as alone, the constant one none, and the vertices receive
+    the gradient of both (through the barycentrics)."""
+    vertices, faces = posed_face_like_mesh(10.0, torch.float64)
+    generator = torch.Generator().manual_seed(3)
+    colours = torch.rand(1, vertices.shape[1], 3, generator=generator, dtype=torch.float64).requires_grad_(True)
+    labels = torch.rand(1, vertices.shape[1], 10, generator=generator, dtype=torch.float64)
+    verts = vertices.clone().requires_grad_(True)
+    weights = {"rgb": torch.rand(1, 24, 24, 3, dtype=torch.float64), "labels": torch.rand(1, 24, 24, 10, dtype=torch.float64)}
+    images = render_mesh(verts, faces, {"rgb": colours, "labels": labels}, (24, 24), backend=backend).images
+    loss = sum((images[k] * w).sum() for k, w in weights.items())
+    grad_verts, grad_colours = torch.autograd.grad(loss, (verts, colours))
+    assert not labels.requires_grad
+    # Reference: both attributes learnable and stacked together (the previous behaviour).
+    verts2, both = vertices.clone().requires_grad_(True), torch.cat([colours.detach(), labels], -1).requires_grad_(True)
+    image = render_mesh(verts2, faces, {"both": both}, (24, 24), backend=backend).images["both"]
+    loss2 = (image * torch.cat([weights["rgb"], weights["labels"]], -1)).sum()
+    ref_verts, ref_both = torch.autograd.grad(loss2, (verts2, both))
+    torch.testing.assert_close(grad_colours, ref_both[..., :3])
+    torch.testing.assert_close(grad_verts, ref_verts)
+    assert grad_verts.abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- a face, looked at

@@ -1,11 +1,11 @@
-"""Training loop: schedule, overfitting, resume, NaN guard, safe checkpoints, DDP."""
+"""Training loop: schedule, overfitting, resume, NaN guard, safe checkpoints, DDP
+(torchrun-style and train.processes)."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from lib.config import load_config
 from lib.errors import UserError
 from lib.training import Trainer, learning_rate, seed_everything
-from lib.training.distributed import DistInfo, init_distributed, shutdown_distributed
+from lib.training.distributed import DistInfo, free_port, init_distributed, shutdown_distributed
 from models.checkpoint import build_model, load_checkpoint, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,6 +60,11 @@ def test_schedule_constant_then_cosine():
     mid = 1e-6 + 0.5 * (1e-4 - 1e-6) * (1 + math.cos(math.pi * 0.5))
     assert learning_rate(165, 1e-4, 50, 280) == pytest.approx(mid)
     assert learning_rate(279, 1e-4, 50, 280) < 2e-6
+    # Fractional epochs (the loop's per-step evaluation) follow the same curve.
+    quarter = 1e-6 + 0.5 * (1e-4 - 1e-6) * (1 + math.cos(math.pi * 0.25))
+    assert learning_rate(50.5, 1e-4, 50, 52) == pytest.approx(quarter)
+    assert learning_rate(49.9, 1e-4, 50, 52) == 1e-4
+    assert learning_rate(51.99, 1e-4, 50, 52) < 2e-6
 
 
 @pytest.mark.slow
@@ -140,12 +145,6 @@ def test_nan_guard_skips_steps_and_stops(face_model, cache_dir, tmp_path, monkey
 
 
 # -------------------------------------------------------------------------- DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 DDP_OVERRIDES = ("train.epochs=1", "train.batch_size=4", "train.sync_bn=true", "train.lr=1e-3",
                  "train.log_images_every=0", "train.mask_epoch=0")
 
@@ -169,7 +168,7 @@ def test_ddp_two_gloo_processes_match_single_process(face_model, cache_dir, tmp_
     single.fit()  # also generates the cache the workers read
     results = tmp_path / "results"
     results.mkdir()
-    mp.spawn(_ddp_worker, args=(2, _free_port(), face_model, cache_dir, str(tmp_path / "ddp"), str(results)),
+    mp.spawn(_ddp_worker, args=(2, free_port(), face_model, cache_dir, str(tmp_path / "ddp"), str(results)),
              nprocs=2, join=True)
     rank0 = torch.load(results / "rank0.pt", weights_only=True)
     rank1 = torch.load(results / "rank1.pt", weights_only=True)
@@ -194,6 +193,29 @@ def test_ddp_two_gloo_processes_match_single_process(face_model, cache_dir, tmp_
                        for k in reference if reference[k].is_floating_point()])
     assert diffs.max() <= 2.5 * lr
     assert (diffs < 1e-5).float().mean() > 0.98
+
+
+@pytest.mark.slow
+def test_train_processes_starts_a_local_process_group(cache_dir, tmp_path, capfd):
+    """train.processes=2: train.py spawns two gloo processes itself; the run matches
+    the same DDP run of the test above in outcome (rank 0 writes one checkpoint and
+    metrics, the log says 2 processes) and a batch that cannot be split is refused
+    before any process starts."""
+    import train
+
+    out = tmp_path / "spawned"
+    args = ["--config", TINY, "--out", str(out), "train.progress=false", "train.device=cpu", "train.epochs=1",
+            "train.processes=2", "train.log_images_every=0", f"data.cache_dir={cache_dir}"]
+    assert train.main([*args, "train.batch_size=4"]) == 0
+    printed = capfd.readouterr().out  # the processes inherit the captured file descriptors
+    assert "training on cpu x 2:" in printed and printed.count("final validation") == 1  # rank 0 only
+    metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [m["epoch"] for m in metrics] == [0, 1] and "val/vertex_error_mm" in metrics[-1]
+    assert os.path.isfile(out / "checkpoints" / "last.pt")
+    with pytest.raises(UserError, match="leaves 1 sample per process"):
+        train.main([*args, "train.batch_size=2"])
+    with pytest.raises(UserError, match="train.processes must be at least 1"):
+        train.main([*args, "train.processes=0"])
 
 
 # ------------------------------------------------------------- photo datasets

@@ -29,6 +29,9 @@ class ModelConfig:
     rednet_layers: list = field(default_factory=lambda: [3, 4, 6, 3])  # RedNet-50
     involution: str = "auto"  # auto | unfold | lean | triton
     expression_per_view: bool = True  # False: one expression shared by the views
+    # How the parsing map enters the network: "label" (the seed's one channel, class
+    # index 0..9 as a float) or "one_hot" (10 channels; learns faster, doc/network.md).
+    parsing_input: str = "label"
     num_views: int = 3
     # Pose-head output bounds (doc/network.md): rotation = limit * tanh(raw) radians;
     # translation = limit * tanh(raw * scale / limit) mm from the canonical placement.
@@ -132,6 +135,10 @@ class TrainConfig:
     # torch intra-op threads per process (0: torch's default, one per core). Small
     # networks gain little from threads, and on a shared CPU they can spin-wait.
     num_threads: int = 0
+    # CPU only: train.py starts this many local processes itself (DDP over gloo, each
+    # with batch_size / processes): small networks use several cores far better this
+    # way than through intra-op threads. Ignored under torchrun and on GPUs.
+    processes: int = 1
 
 
 @dataclass

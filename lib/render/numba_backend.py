@@ -6,19 +6,20 @@ rule with edge functions from the endpoints in vertex-index order, z-test on the
 depth, ties to the lower face index), computed with the same floating-point
 operations, so the face index is the same. The work is split over Python threads
 (up to torch.get_num_threads(); the kernels release the GIL): image rows in the
-forward kernels, whole views in the backward ones (see `_split_run`). The kernels
+forward kernels, whole views in the backward ones (see `lib.jit.split_run`). The kernels
 are compiled once per dtype (float32 / float64) and cached on disk (numba's cache,
 next to this file).
 """
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import torch
 from numba import njit
 
+from lib.jit import as_numpy as _np
+from lib.jit import split_run as _split_run
 from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH
 
 
@@ -232,34 +233,6 @@ def _interpolate_backward_kernel(
                     grad_bary[n, row, col, 0] = s0
                     grad_bary[n, row, col, 1] = s1
                     grad_bary[n, row, col, 2] = s2
-
-
-def _split_run(kernel, total: int, *args) -> None:
-    """Run kernel(*args, start, stop) over [0, total) split into contiguous ranges,
-    one per thread (up to torch.get_num_threads()); the kernels release the GIL.
-
-    The forward kernels take ranges of image rows of all views (B * H), so even one
-    view is shared by the threads; the backward kernels accumulate into per-vertex
-    gradients, so they take ranges of views (B): a view's vertices are written by
-    one thread only, without atomics. Plain Python threads rather than numba's
-    parallel layers: its OpenMP layer fights torch's OpenMP pool (measured 10-50x
-    slower small calls, torch slowed too), and prange kernels take several times
-    longer to compile.
-    """
-    if total == 0:
-        return
-    chunks = min(torch.get_num_threads(), total)
-    bounds = [total * k // chunks for k in range(chunks + 1)]
-    workers = [threading.Thread(target=kernel, args=(*args, bounds[k], bounds[k + 1])) for k in range(1, chunks)]
-    for worker in workers:
-        worker.start()
-    kernel(*args, bounds[0], bounds[1])
-    for worker in workers:
-        worker.join()
-
-
-def _np(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().contiguous().numpy()
 
 
 def _centres(count: int, dtype) -> np.ndarray:

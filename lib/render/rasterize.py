@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from lib.errors import UserError
+from lib.jit import numba_suits
 
 NEAR_DEPTH = 1e-3
 """Triangles with a vertex at depth <= this (mm, behind or at the camera) are dropped."""
@@ -91,23 +92,13 @@ def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
     else 'torch'; an explicit choice is checked against the tensor."""
     if backend not in BACKENDS:
         raise UserError(f"render.backend '{backend}' is not one of {', '.join(BACKENDS)}")
-    numba_ok = tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
     if backend == "auto":
-        return "numba" if numba_ok and numba_available() else "torch"
-    if backend == "numba" and not (numba_ok and numba_available()):
+        return "numba" if numba_suits(tensor) else "torch"
+    if backend == "numba" and not numba_suits(tensor):
         raise UserError(
             "render.backend 'numba' needs float32/float64 CPU tensors and the numba package; use 'auto' or 'torch'"
         )
     return backend
-
-
-def numba_available() -> bool:
-    """Whether the optional numba backend can be imported."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def barycentrics_from_face_index(

@@ -59,12 +59,15 @@ def interpolate_all(
     backend: str = "auto",
 ) -> dict[str, torch.Tensor]:
     """`interpolate` for several attributes: those of one dtype are stacked along C and
-    interpolated in one pass (one gather per pixel instead of one per attribute)."""
-    by_dtype: dict[torch.dtype, list[str]] = {}
+    interpolated in one pass (one gather per pixel instead of one per attribute).
+    Attributes that need a gradient are stacked apart from those that do not (such
+    as one-hot parsing labels), so the backward pass never computes gradients for
+    the constant ones."""
+    groups: dict[tuple, list[str]] = {}
     for name, value in attributes.items():
-        by_dtype.setdefault(value.dtype, []).append(name)
+        groups.setdefault((value.dtype, value.requires_grad), []).append(name)
     images = {}
-    for names in by_dtype.values():
+    for names in groups.values():
         stacked = torch.cat([attributes[name] for name in names], -1) if len(names) > 1 else attributes[names[0]]
         image = interpolate(stacked, faces, face_index, barycentrics, backend)
         widths = [attributes[name].shape[-1] for name in names]

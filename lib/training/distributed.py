@@ -1,17 +1,21 @@
 """Process-group helpers for single-process and `torchrun` (DDP) training.
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them training runs as one
-process. Backend: nccl on CUDA, gloo on CPU. torch's SyncBatchNorm only runs on
+process, or `spawn_local` starts a group of CPU processes on this machine and sets
+the same variables itself (train.processes). Backend: nccl on CUDA, gloo on CPU. torch's SyncBatchNorm only runs on
 accelerators, so on CPU `convert_sync_batchnorm` swaps in `CpuSyncBatchNorm`, which
 all-reduces the batch statistics through autograd-aware collectives.
 """
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from lib.errors import UserError
@@ -62,6 +66,37 @@ def init_distributed(device_preference: str = "auto") -> tuple[DistInfo, torch.d
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
     return info, device
+
+
+def under_launcher() -> bool:
+    """True inside a process group started by torchrun or `spawn_local`."""
+    return "WORLD_SIZE" in os.environ
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a local process group)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _local_process(rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    fn(*args)
+
+
+def spawn_local(processes: int, fn: Callable, *args) -> int:
+    """Run fn(*args) in `processes` new local processes that form one process group,
+    as torchrun --nproc_per_node=processes would; fn must be importable (a module-level
+    function) and typically exits through sys.exit. Returns 0, or the exit status of
+    the first process that failed (the others are then stopped; 1 for a signal). An
+    exception escaping fn is re-raised here with the process's traceback."""
+    try:
+        mp.spawn(_local_process, args=(processes, free_port(), fn, args), nprocs=processes, join=True)
+    except mp.ProcessExitedException as err:
+        return err.exit_code if err.exit_code and err.exit_code > 0 else 1
+    return 0
 
 
 def shutdown_distributed() -> None:

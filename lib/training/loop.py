@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from lib.config.schema import Config
+from lib.config.schema import Config, TrainConfig
 from lib.errors import UserError
 from lib.evaluation.pixel_face import pixel_face_scan
 from lib.facemodel.schema import FaceModel
@@ -62,6 +62,21 @@ def _collate(samples: list[dict]) -> dict:
     return batch
 
 
+def check_batch_split(tc: TrainConfig, world_size: int) -> None:
+    """UserError unless the global train.batch_size splits into equal per-process
+    batches that BatchNorm can use (at least 2 samples, or synchronised BatchNorm)."""
+    if tc.batch_size % world_size:
+        raise UserError(
+            f"train.batch_size={tc.batch_size} must be divisible by the {world_size} processes (it is the global batch)"
+        )
+    per_rank = tc.batch_size // world_size
+    if per_rank < 2 and not (tc.sync_bn and world_size > 1):
+        raise UserError(
+            f"train.batch_size={tc.batch_size} leaves {per_rank} sample per process ({world_size} processes): "
+            "BatchNorm needs at least 2; raise the batch size or set train.sync_bn=true"
+        )
+
+
 class Trainer:
     """Trains `model` (rgb, parsing, view_mask -> FaceCoefficients) on the datasets.
 
@@ -83,11 +98,7 @@ class Trainer:
         device: torch.device = torch.device("cpu"),
     ):
         tc = cfg.train
-        if tc.batch_size % info.world_size:
-            raise UserError(
-                f"train.batch_size={tc.batch_size} must be divisible by the {info.world_size} processes "
-                "(it is the global batch)"
-            )
+        check_batch_split(tc, info.world_size)
         self.cfg, self.tc, self.info, self.device, self.out_dir = cfg, tc, info, device, out_dir
         self.save_fn, self.load_fn = save_checkpoint, load_checkpoint
         self.ckpt_dir = os.path.join(out_dir, "checkpoints")
@@ -102,7 +113,9 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         else:
             self.model = model
-        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr)
+        # fused: one kernel for all parameters instead of ~10 small ops per tensor
+        # (about 7 ms of a 190 ms step of the embedded preset on one core).
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr, fused=True)
         self.amp_dtype = None
         if device.type == "cuda" and tc.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -252,9 +265,13 @@ class Trainer:
                 f"{os.path.join(self.ckpt_dir, 'last.pt')}; lower train.lr or check the data"
             )
 
+    def _steps_per_epoch(self) -> int:
+        """Batches in a whole epoch of this rank (drop_last)."""
+        return len(self.sampler.shard()) // self.train_loader.batch_size
+
     def _run_epoch(self, epoch: int, bar: tqdm) -> dict:
         self.model.train()
-        set_learning_rate(self.optimizer, learning_rate(epoch, self.tc.lr, self.tc.step_epoch, self.tc.epochs))
+        steps = max(self._steps_per_epoch(), 1)  # the whole epoch's, also when resuming mid-epoch
         use_parsing = epoch >= self.tc.mask_epoch
         self.sampler.set_epoch(epoch, skip=self.step * self.train_loader.batch_size)
         if hasattr(self.train_loader.dataset, "set_epoch"):  # datasets drawing new samples per epoch
@@ -263,6 +280,8 @@ class Trainer:
         count = 0
         last_save = time.monotonic()
         for batch in self.train_loader:
+            lr = learning_rate(epoch + self.step / steps, self.tc.lr, self.tc.step_epoch, self.tc.epochs)
+            set_learning_rate(self.optimizer, lr)
             terms = self._train_step(_to_device(batch, self.device), use_parsing)
             if terms is None:
                 self._note_skip(epoch, self.step)
@@ -386,7 +405,7 @@ class Trainer:
             start = self.validate(0, images=False)
             self.log(f"before training: val{self._val_summary(start)}")
             self._record({"epoch": 0, **start})
-        steps_per_epoch = len(self.sampler.shard()) // self.train_loader.batch_size
+        steps_per_epoch = self._steps_per_epoch()
         bar = tqdm(total=tc.epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch + self.step,
                    desc="train", unit="step", disable=not (tc.progress and self.info.is_main), dynamic_ncols=True)
         try:
