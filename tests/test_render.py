@@ -405,7 +405,7 @@ def test_render_mesh_constant_attributes_get_no_gradient_but_pass_one(backend):
     colours = torch.rand(1, vertices.shape[1], 3, generator=generator, dtype=torch.float64).requires_grad_(True)
     labels = torch.rand(1, vertices.shape[1], 10, generator=generator, dtype=torch.float64)
     verts = vertices.clone().requires_grad_(True)
-    weights = {"rgb": torch.rand(1, 24, 24, 3, dtype=torch.float64), "labels": torch.rand(1, 24, 24, 10, dtype=torch.float64)}
+    weights = {name: torch.rand(1, 24, 24, width, dtype=torch.float64) for name, width in (("rgb", 3), ("labels", 10))}
     images = render_mesh(verts, faces, {"rgb": colours, "labels": labels}, (24, 24), backend=backend).images
     loss = sum((images[k] * w).sum() for k, w in weights.items())
     grad_verts, grad_colours = torch.autograd.grad(loss, (verts, colours))

@@ -6,6 +6,10 @@ import json
 import math
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -216,6 +220,55 @@ def test_train_processes_starts_a_local_process_group(cache_dir, tmp_path, capfd
         train.main([*args, "train.batch_size=2"])
     with pytest.raises(UserError, match="train.processes must be at least 1"):
         train.main([*args, "train.processes=0"])
+
+
+LAUNCHER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from lib.training.distributed import spawn_local
+
+
+def report_and_sleep(folder):
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    spawn_local(2, report_and_sleep, sys.argv[2])
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may never be reaped in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_local_processes_stop_when_their_launcher_is_killed(tmp_path):
+    """kill -9 of train.py must not leave its training processes running (they would
+    go on writing into the run folder a rerun resumes from), even when started in
+    the background, where SIGINT (torch's parent-death signal) is ignored."""
+    script, folder = tmp_path / "launch.py", tmp_path / "pids"
+    script.write_text(LAUNCHER)
+    folder.mkdir()
+    launcher = subprocess.Popen([sys.executable, str(script), ROOT, str(folder)],
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `cmd &`
+    deadline = time.monotonic() + 60
+    while len(os.listdir(folder)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(name) for name in os.listdir(folder)]
+    assert len(pids) == 2 and all(_running(pid) for pid in pids)
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in pids)
 
 
 # ------------------------------------------------------------- photo datasets

@@ -117,8 +117,8 @@ class _VertexNormals(torch.autograd.Function):
         grad_vertices = np.zeros_like(verts)
         grad = as_numpy(grad_out.to(vertices.dtype))
         grad_sum = np.empty_like(verts)  # per-vertex scratch: dL/d(summed) of each mesh
-        split_run(_normals_backward_kernel, verts.shape[0], verts, as_numpy(faces), ctx.summed, as_numpy(normals), grad, EPS, grad_sum,
-                  grad_vertices)
+        split_run(_normals_backward_kernel, verts.shape[0], verts, as_numpy(faces), ctx.summed, as_numpy(normals),
+                  grad, EPS, grad_sum, grad_vertices)
         return torch.from_numpy(grad_vertices), None
 
 

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from lib.jit import as_numpy as _np
-from lib.jit import split_run as _split_run
+from lib.jit import as_numpy, split_run
 from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH
 
 
@@ -243,13 +242,13 @@ def _centres(count: int, dtype) -> np.ndarray:
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, screen_xyz, faces, height, width, cull_backfaces):
-        screen = _np(screen_xyz)
+        screen = as_numpy(screen_xyz)
         batch = screen.shape[0]
         face_index = np.empty((batch, height, width), dtype=np.int64)
         bary = np.empty((batch, height, width, 3), dtype=screen.dtype)
         cols, rows = _centres(width, screen.dtype), _centres(height, screen.dtype)
-        args = (screen, _np(faces), cols, rows, bool(cull_backfaces), NEAR_DEPTH, MIN_AREA2, face_index, bary)
-        _split_run(_rasterize_kernel, batch * height, *args)
+        args = (screen, as_numpy(faces), cols, rows, bool(cull_backfaces), NEAR_DEPTH, MIN_AREA2, face_index, bary)
+        split_run(_rasterize_kernel, batch * height, *args)
         face_index = torch.from_numpy(face_index)
         ctx.save_for_backward(screen_xyz, faces, face_index)
         ctx.mark_non_differentiable(face_index)
@@ -259,13 +258,14 @@ class _Rasterize(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, _grad_face_index, grad_bary):
         screen_xyz, faces, face_index = ctx.saved_tensors
-        screen = _np(screen_xyz)
+        screen = as_numpy(screen_xyz)
         grad_screen = np.zeros_like(screen)
         batch, height, width = face_index.shape
         cols, rows = _centres(width, screen.dtype), _centres(height, screen.dtype)
-        grad = _np(grad_bary.to(screen_xyz.dtype))
-        _split_run(
-            _barycentrics_backward_kernel, batch, screen, _np(faces), cols, rows, _np(face_index), grad, grad_screen
+        grad = as_numpy(grad_bary.to(screen_xyz.dtype))
+        split_run(
+            _barycentrics_backward_kernel, batch, screen, as_numpy(faces), cols, rows, as_numpy(face_index), grad,
+            grad_screen,
         )
         return torch.from_numpy(grad_screen), None, None, None, None
 
@@ -273,10 +273,12 @@ class _Rasterize(torch.autograd.Function):
 class _Interpolate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, attributes, faces, face_index, barycentrics):
-        attr = _np(attributes)
+        attr = as_numpy(attributes)
         batch, height, width = face_index.shape
         out = np.empty((batch, height, width, attr.shape[2]), dtype=attr.dtype)
-        _split_run(_interpolate_kernel, batch * height, attr, _np(faces), _np(face_index), _np(barycentrics), out)
+        split_run(
+            _interpolate_kernel, batch * height, attr, as_numpy(faces), as_numpy(face_index), as_numpy(barycentrics), out
+        )
         ctx.save_for_backward(attributes, faces, face_index, barycentrics)
         return torch.from_numpy(out)
 
@@ -285,16 +287,16 @@ class _Interpolate(torch.autograd.Function):
     def backward(ctx, grad_out):
         attributes, faces, face_index, barycentrics = ctx.saved_tensors
         want_attr, want_bary = ctx.needs_input_grad[0], ctx.needs_input_grad[3]
-        attr = _np(attributes)
-        bary = _np(barycentrics)
+        attr = as_numpy(attributes)
+        bary = as_numpy(barycentrics)
         # Unwanted gradients get an empty stand-in of the same type (no allocation);
         # grad_bary is written at every pixel, so it needs no zero fill.
         grad_attr = np.zeros_like(attr) if want_attr else np.empty((0, 0, 0), dtype=attr.dtype)
         grad_bary = np.empty_like(bary) if want_bary else np.empty((0, 0, 0, 3), dtype=bary.dtype)
-        grad = _np(grad_out.to(attributes.dtype))
+        grad = as_numpy(grad_out.to(attributes.dtype))
         batch = attr.shape[0]
-        _split_run(
-            _interpolate_backward_kernel, batch, attr, _np(faces), _np(face_index), bary, grad,
+        split_run(
+            _interpolate_backward_kernel, batch, attr, as_numpy(faces), as_numpy(face_index), bary, grad,
             want_attr, want_bary, grad_attr, grad_bary,
         )
         return (

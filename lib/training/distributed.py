@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,9 +82,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _local_process(rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Stop this process once `parent` is gone (checked every second). torch's spawn
+    asks the kernel for a SIGINT on the parent's death, but a process started in the
+    background ignores SIGINT, and orphans would go on training and writing into the
+    run folder that a rerun resumes from. Checkpoints are written atomically, so
+    stopping at any moment loses at most the unfinished save interval."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _local_process(rank: int, world_size: int, port: int, parent: int, fn: Callable, args: tuple) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     fn(*args)
 
 
@@ -93,7 +107,7 @@ def spawn_local(processes: int, fn: Callable, *args) -> int:
     the first process that failed (the others are then stopped; 1 for a signal). An
     exception escaping fn is re-raised here with the process's traceback."""
     try:
-        mp.spawn(_local_process, args=(processes, free_port(), fn, args), nprocs=processes, join=True)
+        mp.spawn(_local_process, args=(processes, free_port(), os.getpid(), fn, args), nprocs=processes, join=True)
     except mp.ProcessExitedException as err:
         return err.exit_code if err.exit_code and err.exit_code > 0 else 1
     return 0
