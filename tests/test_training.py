@@ -201,10 +201,10 @@ def test_ddp_two_gloo_processes_match_single_process(face_model, cache_dir, tmp_
 
 @pytest.mark.slow
 def test_train_processes_starts_a_local_process_group(cache_dir, tmp_path, capfd):
-    """train.processes=2: train.py spawns two gloo processes itself; the run matches
-    the same DDP run of the test above in outcome (rank 0 writes one checkpoint and
-    metrics, the log says 2 processes) and a batch that cannot be split is refused
-    before any process starts."""
+    """train.processes=2: train.py spawns two gloo processes itself and the run
+    completes as a DDP run (the banner says 2 processes, rank 0 alone prints the
+    final line and writes metrics and checkpoints); a batch that cannot be split and
+    processes=0 are refused before any process starts."""
     import train
 
     out = tmp_path / "spawned"

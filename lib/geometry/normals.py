@@ -20,8 +20,8 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Unit vertex normals [B, V, 3]: the normalised sum of adjacent unit face normals.
 
     Same result as the seed's averaging over `point_buf`. On float CPU tensors the
-    numba kernels of `normals_numba` compute it (about 10x faster forward and
-    backward than the torch graph below, see bench/normals.py); elsewhere
+    numba kernels of `normals_numba` compute it (5-6x faster forward + backward
+    than the torch graph below, see bench/normals.py); elsewhere
     `vertex_normals_torch`.
     """
     if numba_suits(vertices):

@@ -2,9 +2,10 @@
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them training runs as one
 process, or `spawn_local` starts a group of CPU processes on this machine and sets
-the same variables itself (train.processes). Backend: nccl on CUDA, gloo on CPU. torch's SyncBatchNorm only runs on
-accelerators, so on CPU `convert_sync_batchnorm` swaps in `CpuSyncBatchNorm`, which
-all-reduces the batch statistics through autograd-aware collectives.
+the same variables itself (train.processes). Backend: nccl on CUDA, gloo on CPU.
+torch's SyncBatchNorm only runs on accelerators, so on CPU `convert_sync_batchnorm`
+swaps in `CpuSyncBatchNorm`, which all-reduces the batch statistics through
+autograd-aware collectives.
 """
 from __future__ import annotations
 
