@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.spatial import Delaunay  # noqa: E402
 
+from bench.common import machine  # noqa: E402
 from lib.config.schema import EvalConfig  # noqa: E402
 from lib.evaluation import (  # noqa: E402
     MeshDistance,
@@ -55,21 +55,6 @@ def face_sized_mesh(num_vertices: int, seed: int):
     spots = np.array([[-0.45, 0.2], [-0.15, 0.2], [0.15, 0.2], [0.45, 0.2], [0.0, -0.25], [-0.3, -0.6], [0.3, -0.6]])
     landmarks = np.array([np.argmin(((uv - s) ** 2).sum(1)) for s in spots])
     return verts, faces, landmarks
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (
-        f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} ({torch.get_num_threads()} threads); "
-        f"numpy {np.__version__}; libigl {getattr(igl, '__version__', '2.6.3')}; "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load average {load[0]:.2f}"
-    )
 
 
 def best_of(fn, repeats: int) -> tuple[float, float]:
@@ -124,7 +109,8 @@ def main() -> None:
         lambda: now_scan_to_mesh(scan, gt[lm], pred, faces, pred_lm, EvalConfig(refine_points=0)), 1
     )
 
-    print(f"machine: {machine()}")
+    libigl = getattr(igl, "__version__", "2.6.3")  # the pinned version; older builds lack the attribute
+    print(f"machine: {machine(f'numpy {np.__version__}', f'libigl {libigl}')}")
     print(f"mesh: {len(gt_verts)} vertices, {len(faces)} triangles; scan: {len(scan)} points after the crop")
     print(f"fast vs brute force on {len(sub)} points: max relative difference {rel:.2e}")
     print(f"mean error after alignment: {aligned.distances.mean():.4f} mm (bumps up to 1.5 mm)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import machine  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from lib.facemodel import load_face_model  # noqa: E402
 from lib.fitting.fit import fit_views  # noqa: E402
@@ -32,16 +32,6 @@ from lib.morphable import MorphableModel  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "..", "shared", "assets", "pixel_face_samples")
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = f"{names[0]} x{len(names)}" if names else cpu
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load:.1f}"
 
 
 def load_subjects(cfg, face_model, count: int) -> tuple[list[PreparedSubject], str, float]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from bench.common import machine  # noqa: E402
 from lib.ops import involution_lean, involution_output_size, involution_unfold, resolve_implementation  # noqa: E402
 
 # (name, channels, kernel, stride, input side) of every distinct involution in RedNet-50
@@ -48,17 +48,6 @@ SHAPES = [
 ]
 IMPLEMENTATIONS = {"unfold": involution_unfold, "lean": involution_lean}
 GROUP_CHANNELS = 16
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
-    except (OSError, AttributeError):
-        pass
-    cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
-    return f"{cpu}; torch {torch.__version__}; {torch.get_num_threads()} threads; {cuda}"
 
 
 def _rss(field: str) -> int:

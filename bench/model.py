@@ -24,7 +24,8 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from bench.involution import machine, memory_in_child, peak_bytes, seconds  # noqa: E402
+from bench.common import machine  # noqa: E402
+from bench.involution import memory_in_child, peak_bytes, seconds  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from models.mvrnet import MVRNet  # noqa: E402
 

@@ -12,7 +12,6 @@ relative to the largest gradient entry).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine  # noqa: E402
 from lib.facemodel import load_face_model  # noqa: E402
 from lib.geometry.normals import vertex_normals_torch  # noqa: E402
 from lib.jit import numba_available  # noqa: E402
@@ -76,8 +76,7 @@ def main() -> None:
     if not numba_available():
         raise SystemExit("numba is not installed: nothing to compare")
     torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"median of {args.repeats}")
+    print(f"machine: {machine()}; median of {args.repeats}")
     print("| mesh, batch | implementation | forward ms | forward + backward ms | speed-up (f+b) |")
     print("|---|---|---|---|---|")
     model = load_face_model("builtin", None)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.common import machine  # noqa: E402
 from lib.config.schema import DataConfig, LossConfig, PreprocessConfig  # noqa: E402
 from lib.errors import UserError  # noqa: E402
 from lib.preprocess import Preprocessor, read_image  # noqa: E402
@@ -39,24 +39,18 @@ from lib.preprocess.landmarks import BACKENDS, get_backend  # noqa: E402
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "assets", "pixel_face_samples")
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.isfile("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+def library_versions() -> list[str]:
+    """mediapipe's and (when installed) dlib's version."""
     import mediapipe
 
-    versions = f"torch {torch.__version__}, mediapipe {mediapipe.__version__}"
+    versions = [f"mediapipe {mediapipe.__version__}"]
     try:
         import dlib
 
-        versions += f", dlib {dlib.__version__}"
+        versions.append(f"dlib {dlib.__version__}")
     except ImportError:
         pass
-    return f"{cpu}; {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load {load:.1f}; {versions}"
+    return versions
 
 
 def available_backends() -> list[str]:
@@ -169,7 +163,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=20, help="synthetic subjects for the accuracy table")
     parser.add_argument("--repeats", type=int, default=2, help="passes over the photos for the speed table")
     args = parser.parse_args()
-    print("machine:", machine())
+    print("machine:", machine(*library_versions()))
     backends = available_backends()
     photos = real_photos()
     if photos:

@@ -13,7 +13,6 @@ gradients to vertices and colours.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -23,22 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine  # noqa: E402
 from lib.geometry import euler_to_matrix, rigid_transform  # noqa: E402
 from lib.jit import numba_available  # noqa: E402
 from lib.render import render_mesh  # noqa: E402
 from lib.render.synthetic import face_like_mesh  # noqa: E402
 
 IMAGE_SIZE = (224, 224)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_batch(batch: int, device: torch.device):
@@ -92,14 +82,13 @@ def main() -> None:
     if torch.cuda.is_available():
         implementations.append(("torch cuda", "torch", torch.device("cuda")))
 
-    print(f"CPU: {cpu_model()}, torch threads: {torch.get_num_threads()}, torch {torch.__version__}", end="")
+    details = []
     if numba_available():
         import numba
 
-        print(f", numba {numba.__version__}", end="")
-    if torch.cuda.is_available():
-        print(f", GPU: {torch.cuda.get_device_name()}", end="")
-    print(f"\nmesh: face_like_mesh {make_batch(1, torch.device('cpu'))[0].shape[1]} vertices, image {IMAGE_SIZE}")
+        details.append(f"numba {numba.__version__}")
+    print(f"machine: {machine(*details)}")
+    print(f"mesh: face_like_mesh {make_batch(1, torch.device('cpu'))[0].shape[1]} vertices, image {IMAGE_SIZE}")
     header = (
         f"{'implementation':<18} {'batch':>5} {'fwd ms/view':>12} {'fwd+bwd ms/view':>16} "
         f"{'speed-up':>9} {'fwd+bwd CPU ms/view':>20}"

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lib.facemodel import PARSING_CLASSES, FaceModel, load_face_model
-from lib.facemodel.builtin import EXPRESSION_NAMES, NOW7_FROM_68, build_builtin_face_model
+from lib.facemodel.builtin import EXPRESSION_NAMES, build_builtin_face_model
+from lib.facemodel.schema import NOW7_FROM_68
 from lib.geometry import vertex_normals
 from lib.meshio import read_obj, write_obj
 from lib.morphable import FaceCoefficients, MorphableModel

@@ -22,9 +22,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from lib.facemodel.albedo import generic_albedo
-from lib.facemodel.regions import regions_from_landmarks, skin_mask_from_regions
-from lib.facemodel.schema import NOW7_FROM_68, FaceModel
+from lib.facemodel.regions import landmark_derived_fields
+from lib.facemodel.schema import FaceModel
 
 NUM_ID_MODES = 60
 NUM_ALBEDO_MODES = 60
@@ -447,20 +446,14 @@ def build_builtin_face_model() -> FaceModel:
 
     # Translations leave the bases unchanged; only the mean moves.
     mean = mean - mean.mean(0)
-    labels = regions_from_landmarks(mean, landmarks68, faces)
-    albedo_mean, albedo_basis = generic_albedo(mean, faces, labels, NUM_ALBEDO_MODES)
     model = FaceModel(
         name="builtin",
         mean_shape=mean,
         id_basis=id_basis,
         exp_basis=exp_basis,
-        albedo_mean=albedo_mean,
-        albedo_basis=albedo_basis,
         faces=faces,
         landmarks68=landmarks68,
-        region_labels=labels,
-        skin_mask=skin_mask_from_regions(labels),
-        extra_landmarks={"now7": landmarks68[list(NOW7_FROM_68)]},
+        **landmark_derived_fields(mean, faces, landmarks68, NUM_ALBEDO_MODES),
         uv_coords=cylindrical_uvs(rows_mm, azimuths),
         uv_faces=faces,
         description=(

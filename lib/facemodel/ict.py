@@ -33,10 +33,9 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.errors import UserError
-from lib.facemodel.albedo import generic_albedo
 from lib.facemodel.bfm import winding_points_inward
-from lib.facemodel.regions import regions_from_landmarks, skin_mask_from_regions
-from lib.facemodel.schema import NOW7_FROM_68, FaceModel
+from lib.facemodel.regions import landmark_derived_fields
+from lib.facemodel.schema import FaceModel
 from lib.meshio import read_obj, read_obj_vertices
 
 CM_TO_MM = 10.0
@@ -134,20 +133,14 @@ def _convert_folder(folder: str) -> FaceModel:
     if winding_points_inward(mean_shape, faces):
         # ICT's OBJ winding is outward already; this guards against a re-exported file.
         faces, uv_faces = faces[:, [0, 2, 1]], uv_faces[:, [0, 2, 1]]
-    region_labels = regions_from_landmarks(mean_shape, LANDMARKS68, faces)
-    albedo_mean, albedo_basis = generic_albedo(mean_shape, faces, region_labels, ALBEDO_MODES)
     return FaceModel(
         name="ict_facekit",
         mean_shape=mean_shape,
         id_basis=id_basis,
         exp_basis=exp_basis,
-        albedo_mean=albedo_mean,
-        albedo_basis=albedo_basis,
         faces=faces,
         landmarks68=LANDMARKS68,
-        region_labels=region_labels,
-        skin_mask=skin_mask_from_regions(region_labels),
-        extra_landmarks={"now7": LANDMARKS68[list(NOW7_FROM_68)]},
+        **landmark_derived_fields(mean_shape, faces, LANDMARKS68, ALBEDO_MODES),
         uv_coords=neutral.uv_coords[used_uv],
         uv_faces=uv_faces,
         description=DESCRIPTION.format(offset=np.array2string(offset, precision=3), n_id=len(identities),

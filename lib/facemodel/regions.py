@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lib.facemodel.schema import PARSING_CLASSES
+from lib.facemodel.albedo import generic_albedo
+from lib.facemodel.schema import NOW7_FROM_68, PARSING_CLASSES
 
 _CLASS = {name: i for i, name in enumerate(PARSING_CLASSES)}
 
@@ -187,3 +188,21 @@ def skin_mask_from_regions(labels: np.ndarray) -> np.ndarray:
     """
     labels = np.asarray(labels)
     return np.isin(labels, [_CLASS[name] for name in SKIN_MASK_CLASSES])
+
+
+def landmark_derived_fields(mean_shape: np.ndarray, faces: np.ndarray, landmarks68: np.ndarray,
+                            albedo_modes: int) -> dict:
+    """The FaceModel fields of a mesh that has 68 landmarks but no parsing labels or
+    albedo model of its own (built-in, ICT-FaceKit): region_labels (from the
+    landmarks), skin_mask, the generic albedo_mean / albedo_basis (`albedo_modes`
+    modes) and extra_landmarks {'now7'}. mean_shape [V, 3] mm, faces [F, 3],
+    landmarks68 int [68]."""
+    labels = regions_from_landmarks(mean_shape, landmarks68, faces)
+    albedo_mean, albedo_basis = generic_albedo(mean_shape, faces, labels, albedo_modes)
+    return {
+        "region_labels": labels,
+        "skin_mask": skin_mask_from_regions(labels),
+        "albedo_mean": albedo_mean,
+        "albedo_basis": albedo_basis,
+        "extra_landmarks": {"now7": np.asarray(landmarks68)[list(NOW7_FROM_68)]},
+    }
