@@ -7,6 +7,7 @@ Photos already prepared with the same settings are not redone.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
     layout = _layout(root, args.layout)
     if layout == "pixel_face":
         splits = [s for s in ("train", "val") if os.path.isdir(os.path.join(root, s))]
-        datasets = {s: PixelFace(root, s, preprocessor, cache_dir) for s in splits}
+        data = dataclasses.replace(cfg.data, root=root)
+        datasets = {s: PixelFace(data, s, preprocessor, cache_dir) for s in splits}
     else:
         datasets = {"folders": FolderViews(root, preprocessor, cache_dir, cfg.model.num_views)}
 

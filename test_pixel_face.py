@@ -101,11 +101,12 @@ class PixelFaceGroundTruth:
             raise UserError(f"data.root={cfg.data.root!r}: give the Pixel-Face folder holding val/ and val_obj/")
         preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
         cache_dir = cfg.data.cache_dir or os.path.join(out, "cache")
-        self.dataset = PixelFace(cfg.data.root, "val", preprocessor, cache_dir)
+        self.dataset = PixelFace(cfg.data, "val", preprocessor, cache_dir)
+        self.unit = cfg.data.pixel_face_unit
 
     def scan(self, sample: dict, index: int):
         """(scan points [N, 3], scan mesh (verts, faces), 7 landmarks [7, 3]), mm."""
-        return pixel_face_scan(sample["name"], sample.get("mesh_path", ""), sample["landmarks3d"].numpy())
+        return pixel_face_scan(sample["name"], sample.get("mesh_path", ""), sample["landmarks3d"].numpy(), self.unit)
 
 
 def predict_front_shape(model, morphable: MorphableModel, sample: dict, device) -> np.ndarray:

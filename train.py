@@ -41,8 +41,8 @@ def _photo_datasets(cfg, face_model, cache_dir: str, progress: bool):
                 f"loss.landmark3d={cfg.loss.landmark3d}: face model '{face_model.name}' has no 'pixel_face101' "
                 "landmarks to match Pixel-Face's 101 3D points; use face_model.source=bfm or set loss.landmark3d=0"
             )
-        return (PixelFace(cfg.data.root, "train", preprocessor, cache_dir, progress),
-                PixelFace(cfg.data.root, "val", preprocessor, cache_dir, progress))
+        return (PixelFace(cfg.data, "train", preprocessor, cache_dir, progress),
+                PixelFace(cfg.data, "val", preprocessor, cache_dir, progress))
     from data.folders import FolderViews
 
     train = FolderViews(cfg.data.root, preprocessor, cache_dir, progress=progress)

@@ -13,7 +13,7 @@ from PIL import Image
 from data.cache import PreprocessCache, file_digest
 from data.folders import FolderViews, discover_folder_views
 from data.pixel_face import DROPPED_106, PixelFace, read_landmarks106, read_pixel_face_photo
-from lib.config.schema import PreprocessConfig
+from lib.config.schema import DataConfig, PreprocessConfig
 from lib.errors import UserError
 from lib.preprocess import Preprocessor
 
@@ -40,12 +40,12 @@ def test_pixel_face_photo_rotation_and_landmark_file(tmp_path):
     upright = read_pixel_face_photo(str(tmp_path / "t.png"))
     # rotate 90 deg clockwise, then mirror left-right: a transpose
     np.testing.assert_array_equal(upright, raw.transpose(1, 0, 2))
-    lines = np.arange(106 * 3, dtype=float).reshape(106, 3)
-    np.savetxt(tmp_path / "pts.txt", lines, fmt="%.3f")
+    lines = np.arange(106 * 3, dtype=float).reshape(106, 3) / 500  # decimetres, as released
+    np.savetxt(tmp_path / "pts.txt", lines, fmt="%.5f")
     got = read_landmarks106(str(tmp_path / "pts.txt"))
     keep = [i for i in range(106) if i not in DROPPED_106]
     assert got.shape == (101, 3) and len(keep) == 101
-    np.testing.assert_allclose(got, lines[keep])
+    np.testing.assert_allclose(got, lines[keep] * 100, rtol=1e-6)  # mm
     np.savetxt(tmp_path / "short.txt", lines[:50])
     with pytest.raises(UserError, match="expected 106"):
         read_landmarks106(str(tmp_path / "short.txt"))
@@ -54,7 +54,7 @@ def test_pixel_face_photo_rotation_and_landmark_file(tmp_path):
 def _pixel_face_tree(root) -> None:
     """train: 2 samples (one missing its right view), a broken photo in a third sample
     without landmarks; val: 1 sample with a validation mesh."""
-    pts = "\n".join(f"{i} {i + 0.5} {-i}" for i in range(106)) + "\n"
+    pts = "\n".join(f"{i / 100} {(i + 0.5) / 100} {-i / 100}" for i in range(106)) + "\n"  # dm
 
     def sample(split, subject, expression, index, views=(0, 1, 2), landmarks=True):
         base = os.path.join(root, split, subject, expression, "Images")
@@ -82,7 +82,8 @@ def _pixel_face_tree(root) -> None:
 @needs_samples
 def test_pixel_face_dataset_on_fake_tree(tmp_path, preprocessor):
     _pixel_face_tree(tmp_path / "pf")
-    train = PixelFace(str(tmp_path / "pf"), "train", preprocessor, str(tmp_path / "cache"), progress=False)
+    data = DataConfig(root=str(tmp_path / "pf"))
+    train = PixelFace(data, "train", preprocessor, str(tmp_path / "cache"), progress=False)
     assert len(train) == 2 and [g.name for g in train.groups] == ["s01/1_neutral", "s02/3_smile"]
     summary = train.skipped_summary()
     assert "s02/3_smile: view 2 (right) is missing" in summary
@@ -93,14 +94,14 @@ def test_pixel_face_dataset_on_fake_tree(tmp_path, preprocessor):
     assert item["parsing"].dtype == torch.long and item["parsing"].shape == (3, 224, 224)
     assert item["view_mask"].tolist() == [True, True, False]
     assert item["landmarks"].shape == (3, 68, 2) and float(item["landmarks"][2].abs().sum()) == 0.0
-    assert item["landmarks3d"].shape == (101, 3) and float(item["landmarks3d"][3, 0]) == 4.0  # point 3 dropped
+    assert item["landmarks3d"].shape == (101, 3) and float(item["landmarks3d"][3, 0]) == 4.0  # point 3 dropped; mm
     # The stored photo was transposed: the prepared crop is the upright original.
     original = np.asarray(Image.open(_sample(1, 1)).convert("RGB"), dtype=np.float32) / 255
     assert np.abs(item["rgb"][1].permute(1, 2, 0).numpy() - original).mean() < 0.03
-    val = PixelFace(str(tmp_path / "pf"), "val", preprocessor, str(tmp_path / "cache"), progress=False)
+    val = PixelFace(data, "val", preprocessor, str(tmp_path / "cache"), progress=False)
     assert len(val) == 1 and val[0]["mesh_path"].endswith(os.path.join("val_obj", "s09", "1_neutral.obj"))
     with pytest.raises(UserError, match="split folder not found"):
-        PixelFace(str(tmp_path / "pf"), "test", preprocessor, str(tmp_path / "cache"))
+        PixelFace(data, "test", preprocessor, str(tmp_path / "cache"))
 
 
 @needs_samples
@@ -201,4 +202,4 @@ def test_dataloader_workers_read_the_cache(tmp_path, preprocessor):
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
     (batch,) = list(loader)
     assert batch["rgb"].shape == (2, 3, 3, 224, 224) and batch["name"] == ["p0", "p1"]
-    assert batch["skin_weight"].max() == pytest.approx(0.99) and batch["view_mask"].all()
+    assert batch["skin_weight"].max() == pytest.approx(254 / 255) and batch["view_mask"].all()

@@ -131,9 +131,9 @@ def test_pixel_face_validation_mesh_and_landmarks(tmp_path, capsys):
             photo = np.asarray(Image.open(os.path.join(SAMPLES, str(view), name)).convert("RGB"))
             Image.fromarray(photo.transpose(1, 0, 2)).save(base / str(view) / "t.jpg", quality=95)
         (base / "fusion").mkdir()
-        np.savetxt(base / "fusion" / "nicp_106_pts.txt", points106)
+        np.savetxt(base / "fusion" / "nicp_106_pts.txt", points106 / 100)  # dm, as released
     (root / "val_obj" / "s09").mkdir(parents=True)
-    write_obj(str(root / "val_obj" / "s09" / "1_neutral.obj"), gt, face_model.faces)
+    write_obj(str(root / "val_obj" / "s09" / "1_neutral.obj"), gt / 100, face_model.faces)
     out = tmp_path / "run"
     assert evaluate(out, "data.dataset=pixel_face", f"data.root={root}", "preprocess.aligned=true") == 0
     summary = json.loads((out / "summary.json").read_text())

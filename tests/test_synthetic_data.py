@@ -69,7 +69,7 @@ def test_sample_contract_and_ground_truth(face_model, tmp_path):
     assert s["rgb"].shape == (3, 3, SIZE, SIZE) and 0 <= s["rgb"].min() and s["rgb"].max() <= 1
     assert s["parsing"].dtype == torch.long and s["parsing"].shape == (3, SIZE, SIZE)
     assert s["view_mask"].all() and s["landmarks"].shape == (3, 68, 2)
-    assert np.isin(s["skin_weight"].numpy(), np.float32([0.25, 0.5, 0.99])).all()
+    assert np.isin(s["skin_weight"].numpy(), np.float32(cfg.loss.skin_weights)).all()
     # Every view shows a face (skin and at least one feature class) on a background.
     for v in range(3):
         labels = set(s["parsing"][v].unique().tolist())
@@ -97,7 +97,8 @@ def test_skin_weight_is_the_preprocessing_map_of_the_parsing(face_model, tmp_pat
     for v in range(a["parsing"].shape[1]):
         expected = skin_attention_weights(a["parsing"][0, v], cfg.loss.skin_weights)
         np.testing.assert_array_equal(a["skin_weight"][0, v], expected)
-    assert (a["skin_weight"] == np.float32(0.99)).any()
+    feature = np.float32(cfg.loss.skin_weights[2])
+    assert (a["skin_weight"] == feature).any()
     cfg.preprocess.feature_dilation_px = 20
     _, val = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
     sample = val[0]
@@ -105,7 +106,7 @@ def test_skin_weight_is_the_preprocessing_map_of_the_parsing(face_model, tmp_pat
     for v in range(sample["parsing"].shape[0]):
         expected = skin_attention_weights(sample["parsing"][v].numpy(), cfg.loss.skin_weights, dilation)
         np.testing.assert_array_equal(sample["skin_weight"][v].numpy(), expected)
-    assert (sample["skin_weight"] == 0.99).sum() > (torch.from_numpy(a["skin_weight"][0]) == 0.99).sum()
+    assert (sample["skin_weight"] == feature).sum() > (torch.from_numpy(a["skin_weight"][0]) == feature).sum()
 
 
 def test_fresh_training_subjects_every_epoch(face_model, tmp_path):

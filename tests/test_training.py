@@ -305,9 +305,9 @@ def _pixel_face_tree(root, renders, face_model) -> str:
         points101[list(NOW7_IN_PIXEL_FACE101)] = gt[now7]
         points106 = np.insert(points101, [d - i for i, d in enumerate(DROPPED_106)], 0.0, axis=0)
         os.makedirs(os.path.join(base, "fusion"))
-        np.savetxt(os.path.join(base, "fusion", "nicp_106_pts.txt"), points106)
+        np.savetxt(os.path.join(base, "fusion", "nicp_106_pts.txt"), points106 / 100)  # dm, as released
     os.makedirs(os.path.join(root, "val_obj", "s2"))
-    write_obj(os.path.join(root, "val_obj", "s2", "1_neutral.obj"), renders["gt_shape"][2], face_model.faces)
+    write_obj(os.path.join(root, "val_obj", "s2", "1_neutral.obj"), renders["gt_shape"][2] / 100, face_model.faces)
     return root
 
 

@@ -28,7 +28,7 @@ class ModelConfig:
     fused_channels: int = 256  # channels of the fused map fed to RedNet (at width 1)
     rednet_layers: list = field(default_factory=lambda: [3, 4, 6, 3])  # RedNet-50
     involution: str = "auto"  # auto | unfold | lean | triton
-    expression_per_view: bool = True  # False: one expression shared by the views
+    expression_per_view: bool = True  # False: one expression shared by the views (the seed's code)
     # How the parsing map enters the network: "label" (the seed's one channel, class
     # index 0..9 as a float) or "one_hot" (10 channels; learns faster, doc/network.md).
     parsing_input: str = "label"
@@ -38,6 +38,9 @@ class ModelConfig:
     rotation_limit_deg: float = 90.0
     translation_limit_mm: float = 200.0
     translation_scale_mm: float = 50.0  # mm per unit raw output near 0
+    # "bounded": the tanh bounds above; "seed": the seed's raw heads (rotation radians,
+    # translation in decimetres in its camera frame), for ported seed checkpoints.
+    pose_output: str = "bounded"
 
 
 @dataclass
@@ -72,14 +75,40 @@ class SyntheticDataConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Photometric augmentation of the training photos (the seed's, doc/seed.md): one
+    random draw per sample, the same for its views, applied to the image that is both
+    the network input and the photometric target. Factors are drawn uniformly from
+    [1 - x, 1 + x] (PIL ImageEnhance: brightness, contrast, colour, sharpness, in that
+    order); then a Gaussian blur with probability blur_prob. Draws depend only on
+    (train.seed, epoch, sample index): reproducible with any number of workers."""
+
+    enabled: bool = False
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.5
+    sharpness: float = 0.5
+    blur_prob: float = 0.3
+    blur_radius_px: float = 2.0  # PIL ImageFilter.GaussianBlur's default, at 224 px
+
+
+@dataclass
 class DataConfig:
     dataset: str = "synthetic"  # synthetic | pixel_face | folders
     root: str = ""  # dataset root for pixel_face / folders
+    # Length unit of Pixel-Face's nicp_106_pts.txt and val_obj meshes (mm | cm | dm | m);
+    # the released files are in BFM decimetres (the seed multiplies them by 100).
+    pixel_face_unit: str = "dm"
+    # Folder with the seed's split lists (shallow_path_train.npy, shallow_path_val.npy:
+    # one '<...>/<split>/<subject>/<expression>/<folder>' per sample); empty: every
+    # sample found under <root>/train and <root>/val.
+    pixel_face_lists: str = ""
     val_root: str = ""  # folders: views to validate on (loss terms only); empty: the training folders
     image_size: int = 224
     num_workers: int = 0
     cache_dir: str = ""  # empty: <out>/cache
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -97,9 +126,13 @@ class PreprocessConfig:
 class LossConfig:
     """Loss weights (seed / Deep3DFaceRecon values) and the terms' own settings."""
 
-    photometric: float = 1.92
-    landmark: float = 1.6e-3
+    photometric: float = 1.92  # Deep3DFaceRecon's; the seed uses 24 (configs/pixel_face.yaml)
+    landmark: float = 1.6e-3  # Deep3DFaceRecon's, on squared distances; the seed: 0.02 unsquared
+    # "squared" (Deep3DFaceRecon) or "unsquared" (the seed) pixel distance per landmark.
+    landmark_distance: str = "squared"
     landmark3d: float = 1.0
+    # Views whose shape the 3D landmark term measures: "all" or "front" (the seed's code).
+    landmark3d_views: str = "all"
     coefficient: float = 3e-4
     id_weight: float = 1.0  # inside the coefficient regulariser
     exp_weight: float = 0.8
@@ -107,8 +140,10 @@ class LossConfig:
     lighting: float = 10.0  # SH monochrome regulariser
     reflectance: float = 5.0  # albedo uniformity over the skin
     parsing: float = 1.0
-    landmark_heavy_weight: float = 20.0  # nose bridge, eyes, inner mouth
-    skin_weights: list = field(default_factory=lambda: [0.25, 0.5, 0.99])  # bg, skin, features
+    landmark_heavy_weight: float = 20.0  # nose bridge, eyes, inner mouth (the seed's set)
+    # Skin attention (background, skin, features): the seed's 32, 128, 254 of 255. Only
+    # their ratios matter (the photometric term divides by the weight sum).
+    skin_weights: list = field(default_factory=lambda: [32 / 255, 128 / 255, 254 / 255])
     # Uniform mass mixed into the rendered soft labels before the parsing NLL, so the
     # log stays finite where the render gives the target class zero probability.
     parsing_smoothing: float = 0.01
@@ -145,7 +180,7 @@ class TrainConfig:
 class EvalConfig:
     """NoW-style scan-to-mesh evaluation (see doc/evaluation.md)."""
 
-    crop_radius_factor: float = 1.4  # seed's choice; NoW uses 1.2
+    crop_radius_factor: float = 1.4  # as NoW's evaluation code and the seed's copy of it (1.2 is commented out there)
     refine_rigid: bool = True
     scan_points: int = 100000  # points sampled from synthetic ground-truth meshes
     checkpoint: str = ""

@@ -37,6 +37,7 @@ from lib.training.sampler import ShardedEpochSampler
 from lib.training.schedule import learning_rate, set_learning_rate
 from lib.training.validation import aligned_vertex_error, scan_error
 from lib.training.visualize import overlay_grid
+from lib.units import UnitError
 
 BATCH_KEYS = ("rgb", "parsing", "skin_weight", "landmarks", "view_mask", "landmarks3d", "gt_shape")
 LIST_KEYS = ("name", "mesh_path")
@@ -315,8 +316,11 @@ class Trainer:
         name = cpu_batch["name"][j]
         if name not in self._scans:
             try:
-                points, _, landmarks = pixel_face_scan(name, cpu_batch["mesh_path"][j], cpu_batch["landmarks3d"][j].numpy())
+                points, _, landmarks = pixel_face_scan(name, cpu_batch["mesh_path"][j], cpu_batch["landmarks3d"][j].numpy(),
+                                                       self.cfg.data.pixel_face_unit)
                 self._scans[name] = (points, landmarks)
+            except UnitError:  # the dataset's unit is wrong: stop rather than skip every scan
+                raise
             except UserError:  # no validation mesh for this sample: measured by the loss terms only
                 self._scans[name] = None
         return self._scans[name]
