@@ -52,7 +52,8 @@ def _photo_datasets(cfg, face_model, cache_dir: str, progress: bool):
 
 def build_datasets(cfg, face_model, out_dir: str, info):
     """(train, val) datasets for cfg.data.dataset; rank 0 fills the caches first (data
-    generation, photo preprocessing), the other ranks then read them."""
+    generation, photo preprocessing), the other ranks then read them. With
+    data.augment.enabled the training samples are augmented (data/augment.py)."""
     if cfg.data.dataset not in DATASETS:
         raise UserError(f"data.dataset={cfg.data.dataset}: not one of {', '.join(DATASETS)}")
     if cfg.data.dataset != "synthetic" and not os.path.isdir(cfg.data.root):
@@ -73,6 +74,10 @@ def build_datasets(cfg, face_model, out_dir: str, info):
     for dataset in dict.fromkeys(sets):
         if info.is_main and getattr(dataset, "skipped", None):
             print(f"skipped while preparing photos:\n{dataset.skipped_summary()}")
+    if cfg.data.augment.enabled:  # training samples only: validation measures the photos as they are
+        from data.augment import AugmentedViews
+
+        sets = (AugmentedViews(sets[0], cfg.data.augment, cfg.train.seed), sets[1])
     return sets
 
 

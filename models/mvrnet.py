@@ -29,7 +29,7 @@ from lib.errors import UserError
 from lib.facemodel.schema import NUM_PARSING_CLASSES, FaceModel
 from lib.morphable import FaceCoefficients
 from lib.ops import resolve_implementation
-from models.heads import CoefficientHeads
+from models.heads import POSE_OUTPUTS, CoefficientHeads
 from models.layers import kaiming_init
 from models.rednet import RedNet
 from models.unet import MulEnUNet
@@ -66,6 +66,8 @@ def check_model_config(cfg: ModelConfig, image_size: int) -> None:
     for key in ("rotation_limit_deg", "translation_limit_mm", "translation_scale_mm"):
         if getattr(cfg, key) <= 0:
             raise UserError(f"model.{key} must be positive, got {getattr(cfg, key)}")
+    if cfg.pose_output not in POSE_OUTPUTS:
+        raise UserError(f"model.pose_output must be one of {', '.join(POSE_OUTPUTS)}, got {cfg.pose_output!r}")
 
 
 def source_views(view_mask: torch.Tensor) -> torch.Tensor:
@@ -109,6 +111,7 @@ class MVRNet(nn.Module):
             model_cfg.rotation_limit_deg,
             model_cfg.translation_limit_mm,
             model_cfg.translation_scale_mm,
+            model_cfg.pose_output,
         )
         kaiming_init(self.fusion)
 
@@ -135,9 +138,9 @@ class MVRNet(nn.Module):
             if not bool(view_mask.any(dim=1).all()):
                 raise UserError("MVRNet input: every sample needs at least one present view (view_mask all False)")
 
-    def forward(self, rgb: torch.Tensor, parsing: torch.Tensor, view_mask: torch.Tensor | None = None) -> FaceCoefficients:
-        """rgb [B, V, 3, H, W] in [0, 1], parsing [B, V, H, W] long (0..9), view_mask [B, V]
-        bool or None (all present) -> FaceCoefficients with B * V rows (row b * V + v)."""
+    def features(self, rgb: torch.Tensor, parsing: torch.Tensor, view_mask: torch.Tensor | None = None):
+        """(pooled RedNet features [B, C, 1, 1], source views long [B, V] or None when
+        every view is present) for the inputs of `forward`."""
         self._check_inputs(rgb, parsing, view_mask)
         b, v = rgb.shape[:2]
         views = self.network_input(rgb, parsing.clamp(0, NUM_PARSING_CLASSES - 1))
@@ -146,7 +149,14 @@ class MVRNet(nn.Module):
             source = source_views(view_mask.to(torch.bool))
             views = torch.gather(views, 1, source.view(b, v, 1, 1, 1).expand_as(views))
             keep = view_mask.to(views.dtype)
-        out = self.heads(self.backbone(self.fusion(views, keep)))
+        return self.backbone(self.fusion(views, keep)), source
+
+    def forward(self, rgb: torch.Tensor, parsing: torch.Tensor, view_mask: torch.Tensor | None = None) -> FaceCoefficients:
+        """rgb [B, V, 3, H, W] in [0, 1], parsing [B, V, H, W] long (0..9), view_mask [B, V]
+        bool or None (all present) -> FaceCoefficients with B * V rows (row b * V + v)."""
+        b, v = rgb.shape[:2]
+        features, source = self.features(rgb, parsing, view_mask)
+        out = self.heads(features)
         if source is not None:
             for key in PER_VIEW:
                 out[key] = torch.gather(out[key], 1, source.unsqueeze(-1).expand_as(out[key]))

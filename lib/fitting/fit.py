@@ -226,7 +226,8 @@ class _Objective:
     def landmark_terms(self, coeffs: FaceCoefficients, with_prior: bool) -> dict:
         pred = self.projector(coeffs, self.target.image_size)
         values = {
-            "landmark": terms.landmark_loss(pred, self.target.landmarks, self.weights, self.target.image_size[1])
+            "landmark": terms.landmark_loss(pred, self.target.landmarks, self.weights, self.target.image_size[1],
+                                            distance=self.loss_cfg.landmark_distance)
         }
         if with_prior:
             values["coefficient"] = self._coefficient(coeffs)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import torch
 
+from lib.errors import UserError
 from lib.geometry.camera import REFERENCE_SIZE
 
-# Landmarks weighted heavily by Deep3DFaceRecon and the seed: nose bridge (28-30),
-# eyes (36-47) and inner mouth (60-67) of the 68-point iBUG order.
+# Landmarks the seed weights heavily (network/MVRnet.py:160-161): nose bridge (28-30),
+# eyes (36-47) and inner mouth (60-67) of the 68-point iBUG order. Deep3DFaceRecon
+# weights only the nose (28-30) and the inner mouth (60-67).
 HEAVY_LANDMARKS = tuple(range(28, 31)) + tuple(range(36, 48)) + tuple(range(60, 68))
-
+LANDMARK_DISTANCES = ("squared", "unsquared")
 
 
 def _row_weights(valid: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -52,17 +54,24 @@ def landmark_loss(
     weights: torch.Tensor,
     image_width: int,
     valid: torch.Tensor | None = None,
+    distance: str = "squared",
 ) -> torch.Tensor:
-    """Weighted mean squared 2D landmark distance in pixels of a 224-px image.
+    """Weighted mean 2D landmark distance in pixels of a 224-px image.
 
     pred, target [N, L, 2] px at `image_width`; weights [L]. Coordinates are rescaled
-    to the 224-px reference so that the seed's loss weight means the same at any
-    resolution. Returns sum_{n,l} v_n w_l |p - t|^2 / (L * sum_n v_n).
+    to the 224-px reference so that a loss weight means the same at any resolution.
+    distance "squared" (Deep3DFaceRecon): d = |p - t|^2 px^2; "unsquared" (the seed,
+    network/MVRnet.py:163-165): d = |p - t| px. Returns
+    sum_{n,l} v_n w_l d / (L * sum_n v_n).
     """
+    if distance not in LANDMARK_DISTANCES:
+        raise UserError(f"loss.landmark_distance must be one of {', '.join(LANDMARK_DISTANCES)}, got {distance!r}")
     scale = REFERENCE_SIZE / image_width
     rows = _row_weights(valid, pred.shape[0], pred)
-    sq = (((pred - target) * scale) ** 2).sum(-1) * weights.to(pred)
-    return (sq * rows[:, None]).sum() / (pred.shape[1] * rows.sum().clamp_min(1.0))
+    sq = (((pred - target) * scale) ** 2).sum(-1)
+    # The epsilon keeps the norm's gradient finite where a landmark is hit exactly.
+    d = sq if distance == "squared" else torch.sqrt(sq + 1e-8)
+    return (d * weights.to(pred) * rows[:, None]).sum() / (pred.shape[1] * rows.sum().clamp_min(1.0))
 
 
 def similarity_transform(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config.schema import LossConfig
+from lib.errors import UserError
 from lib.facemodel.schema import NOW7_FROM_68, NOW7_IN_PIXEL_FACE101, NUM_PARSING_CLASSES, FaceModel
 from lib.losses import terms
 from lib.morphable import FaceCoefficients, FaceInstance, MorphableModel
@@ -60,6 +61,22 @@ def landmark3d_vertices(face_model: FaceModel) -> tuple[torch.Tensor, tuple[int,
     if "pixel_face101" in face_model.extra_landmarks:
         return torch.as_tensor(face_model.extra_landmarks["pixel_face101"]), NOW7_IN_PIXEL_FACE101
     return torch.as_tensor(face_model.landmarks68), NOW7_FROM_68
+
+
+LANDMARK3D_VIEWS = ("all", "front")
+
+
+def landmark3d_rows(views_option: str, batch: int, views: int, device=None) -> torch.Tensor:
+    """bool [B*Vw]: the rows the 3D landmark term measures. "all": every view's shape;
+    "front": the front view's only (index Vw // 2), as the seed (network/MVRnet.py:189-192).
+    With one shared expression every row has the same shape, so both give one value."""
+    if views_option not in LANDMARK3D_VIEWS:
+        raise UserError(f"loss.landmark3d_views must be one of {', '.join(LANDMARK3D_VIEWS)}, got {views_option!r}")
+    rows = torch.ones(batch, views, dtype=torch.bool, device=device)
+    if views_option == "front":
+        rows[:] = False
+        rows[:, views // 2] = True
+    return rows.reshape(-1)
 
 
 def region_one_hot(face_model: FaceModel) -> torch.Tensor:
@@ -119,6 +136,7 @@ def multiview_losses(
             terms.landmark_weights(cfg.landmark_heavy_weight, device=rgb.device),
             width,
             valid,
+            cfg.landmark_distance,
         ),
         "coefficient": terms.coefficient_loss(
             coeffs.identity, coeffs.expression, coeffs.albedo, cfg.id_weight, cfg.exp_weight, cfg.tex_weight, valid
@@ -132,7 +150,8 @@ def multiview_losses(
         index, align = landmark3d_vertices(morphable.face_model)
         views = rgb.shape[1]
         target3d = batch["landmarks3d"].float().repeat_interleave(views, dim=0)
-        values["landmark3d"] = terms.landmark3d_loss(instance.shape[:, index.to(rgb.device)], target3d, align, valid)
+        rows3d = valid & landmark3d_rows(cfg.landmark3d_views, rgb.shape[0], views, rgb.device)
+        values["landmark3d"] = terms.landmark3d_loss(instance.shape[:, index.to(rgb.device)], target3d, align, rows3d)
     if use_parsing:
         values["parsing"] = terms.parsing_loss(
             render.images["parsing"], _flatten_views(batch["parsing"]), coverage, cfg.parsing_smoothing, valid
