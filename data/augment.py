@@ -46,7 +46,7 @@ def augment_image(image: np.ndarray, factors: list[float], blur: bool, blur_radi
 def augment_views(rgb: torch.Tensor, view_mask: torch.Tensor, rng: np.random.Generator, cfg: AugmentConfig) -> torch.Tensor:
     """rgb float [Vw, 3, H, W] in [0, 1] (multiples of 1/255, from 8-bit photos) and
     view_mask bool [Vw] -> a new tensor, every present view augmented with one draw;
-    missing views stay zero."""
+    missing views are left as they are."""
     factors, blur = draw_augmentation(rng, cfg)
     radius = cfg.blur_radius_px * rgb.shape[-1] / REFERENCE_SIZE
     out = rgb.clone()
