@@ -37,7 +37,11 @@ class ConvModule(nn.Module):
 
 
 def kaiming_init(module: nn.Module) -> None:
-    """He-normal conv weights (fan_out, ReLU), zero biases, unit BatchNorm: the seed's init."""
+    """He-normal conv weights (fan_out, ReLU), zero biases, unit BatchNorm.
+
+    The seed's RedNet initialises itself this way (mmcv kaiming_init, network/Rednet.py:
+    449-461); its UNet keeps PyTorch's default init (MVRNet.init_weights,
+    network/MVRnet.py:51-62, is never called). Ours uses this for both."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
