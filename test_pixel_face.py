@@ -102,11 +102,12 @@ class PixelFaceGroundTruth:
         preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
         cache_dir = cfg.data.cache_dir or os.path.join(out, "cache")
         self.dataset = PixelFace(cfg.data, "val", preprocessor, cache_dir)
-        self.unit = cfg.data.pixel_face_unit
+        self.unit, self.landmarks_from = cfg.data.pixel_face_unit, cfg.eval.pixel_face_landmarks
 
     def scan(self, sample: dict, index: int):
         """(scan points [N, 3], scan mesh (verts, faces), 7 landmarks [7, 3]), mm."""
-        return pixel_face_scan(sample["name"], sample.get("mesh_path", ""), sample["landmarks3d"].numpy(), self.unit)
+        return pixel_face_scan(sample["name"], sample.get("mesh_path", ""), sample["landmarks3d"].numpy(), self.unit,
+                               self.landmarks_from)
 
 
 def predict_front_shape(model, morphable: MorphableModel, sample: dict, device) -> np.ndarray:

@@ -191,6 +191,11 @@ class EvalConfig:
     heatmap_size: int = 384  # heat-map render side, pixels
     curve_max_mm: float = 8.0  # x range of the cumulative error curve (NoW plots 0-8 mm)
     num_samples: int = 0  # evaluate only the first N validation samples (0: all)
+    # Where a Pixel-Face scan's 7 NoW points come from: "points101" (the sample's
+    # nicp_106_pts.txt at positions 47, 50, 53, 56, 41, 79, 85: any mesh topology) or
+    # "mesh" (the validation mesh's vertices 2215, 5828, 10455, 14065, 8192, 5522, 10795:
+    # the seed's gt_al_index.npy, for meshes in BFM09-front topology).
+    pixel_face_landmarks: str = "points101"
 
 
 @dataclass

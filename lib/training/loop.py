@@ -317,7 +317,7 @@ class Trainer:
         if name not in self._scans:
             try:
                 points, _, landmarks = pixel_face_scan(name, cpu_batch["mesh_path"][j], cpu_batch["landmarks3d"][j].numpy(),
-                                                       self.cfg.data.pixel_face_unit)
+                                                       self.cfg.data.pixel_face_unit, self.cfg.eval.pixel_face_landmarks)
                 self._scans[name] = (points, landmarks)
             except UnitError:  # the dataset's unit is wrong: stop rather than skip every scan
                 raise
