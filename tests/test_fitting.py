@@ -9,12 +9,12 @@ import torch
 from lib.config.schema import FitConfig, LossConfig
 from lib.errors import UserError
 from lib.facemodel.builtin import build_builtin_face_model
-from lib.fitting.fit import FitTarget, fit_views, initial_pose, landmark_pose, matrix_to_euler
+from lib.fitting.fit import FitTarget, fit_views, initial_pose, landmark_pose
 from lib.fitting.inputs import discover_subjects
 from lib.fitting.pipeline import assign_view_slots
 from lib.fitting.texture import bake_texture
 from lib.geometry import euler_to_matrix, vertex_normals
-from lib.losses import similarity_transform
+from lib.geometry import matrix_to_euler, similarity_transform
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.render import render_mesh
 

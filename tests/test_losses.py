@@ -9,6 +9,7 @@ import torch
 
 from lib.config.schema import LossConfig
 from lib.facemodel.schema import NOW7_FROM_68
+from lib.geometry import apply_similarity, similarity_transform
 from lib.losses import terms
 
 torch.manual_seed(0)
@@ -66,10 +67,10 @@ def test_similarity_transform_recovers_known_transform():
     src = torch.randn(2, 7, 3, dtype=torch.float64) * 30
     rot = _rotation_z(0.4).double()
     dst = 1.3 * src @ rot.T + torch.tensor([5.0, -2.0, 7.0], dtype=torch.float64)
-    s, r, t = terms.similarity_transform(src, dst)
+    s, r, t = similarity_transform(src, dst)
     assert torch.allclose(s, torch.full((2,), 1.3, dtype=torch.float64))
     assert torch.allclose(r, rot.expand(2, 3, 3))
-    assert torch.allclose(terms.apply_similarity(src, s, r, t), dst)
+    assert torch.allclose(apply_similarity(src, s, r, t), dst)
 
 
 def test_landmark3d_invariant_to_similarity_and_positive_away():

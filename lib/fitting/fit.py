@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.config.schema import FitConfig, LossConfig
-from lib.geometry import euler_to_matrix, focal_length, project, rigid_transform
+from lib.geometry import euler_to_matrix, focal_length, matrix_to_euler, project, rigid_transform
 from lib.geometry.camera import CAMERA_DISTANCE_MM
 from lib.losses import landmark_weights, region_one_hot, terms, weighted_sum
 from lib.morphable import FaceCoefficients, MorphableModel
@@ -104,15 +104,6 @@ class LandmarkProjector:
             self.shape(coeffs.identity, coeffs.expression), euler_to_matrix(coeffs.rotation), coeffs.translation
         )
         return project(points, image_size)[..., :2]
-
-
-def matrix_to_euler(rotation: torch.Tensor) -> torch.Tensor:
-    """Inverse of `euler_to_matrix` (R = Rz Ry Rx): [..., 3, 3] -> [..., 3] radians,
-    with the y angle in [-pi/2, pi/2]."""
-    ry = torch.asin((-rotation[..., 2, 0]).clamp(-1.0, 1.0))
-    rx = torch.atan2(rotation[..., 2, 1], rotation[..., 2, 2])
-    rz = torch.atan2(rotation[..., 1, 0], rotation[..., 0, 0])
-    return torch.stack([rx, ry, rz], -1)
 
 
 def initial_pose(

@@ -2,7 +2,6 @@
 (`total.multiview_losses`, `total.weighted_sum`)."""
 from lib.losses.terms import (
     HEAVY_LANDMARKS,
-    apply_similarity,
     coefficient_loss,
     landmark3d_loss,
     landmark_loss,
@@ -11,7 +10,6 @@ from lib.losses.terms import (
     parsing_loss,
     photometric_loss,
     reflectance_loss,
-    similarity_transform,
 )
 from lib.losses.total import (
     TERM_WEIGHTS,
@@ -26,7 +24,6 @@ __all__ = [
     "HEAVY_LANDMARKS",
     "LossResult",
     "TERM_WEIGHTS",
-    "apply_similarity",
     "coefficient_loss",
     "landmark3d_loss",
     "landmark3d_vertices",
@@ -38,6 +35,5 @@ __all__ = [
     "photometric_loss",
     "reflectance_loss",
     "region_one_hot",
-    "similarity_transform",
     "weighted_sum",
 ]
