@@ -83,7 +83,7 @@ def main() -> None:
     for name, fit_cfg in variants:
         seconds, medians = [], []
         for subject in subjects:
-            result = fit_views(morphable, subject.target(), fit_cfg, cfg.loss,
+            result = fit_views(morphable, subject.target(), fit_cfg, cfg.loss, cfg.render,
                                expression_per_view=cfg.model.expression_per_view)
             seconds.append(result.seconds)
             medians.append(landmark_summary(result)["landmark_median_px"])

@@ -33,7 +33,6 @@ from tqdm import tqdm
 from lib.config.schema import Config, DataConfig, LossConfig, SyntheticDataConfig
 from lib.facemodel.schema import FaceModel
 from lib.geometry import CAMERA_DISTANCE_MM
-from lib.losses import landmark3d_vertices, region_one_hot
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.parsing import skin_attention_weights
 from lib.render import render_mesh
@@ -127,8 +126,6 @@ class SubjectRenderer:
         self.face_model, self.syn, self.size = face_model, data_cfg.synthetic, data_cfg.image_size
         self.skin_weights, self.dilation = loss_cfg.skin_weights, feature_dilation_px
         self.morphable = MorphableModel(face_model)
-        self.onehot = region_one_hot(face_model)
-        self.lm3d_index, _ = landmark3d_vertices(face_model)
 
     @torch.no_grad()
     def __call__(self, split: str, index: int) -> dict:
@@ -145,7 +142,7 @@ class SubjectRenderer:
         instance = self.morphable(FaceCoefficients(**per_view), (size, size))
         render = render_mesh(
             instance.vertices, self.morphable.faces,
-            {"color": instance.colors, "parsing": self.onehot[None].expand(views, -1, -1)}, (size, size),
+            {"color": instance.colors, "parsing": self.morphable.region_onehot[None].expand(views, -1, -1)}, (size, size),
         )
         mask = render.mask
         background = torch.stack([_background(rng, size) for _ in range(views)])
@@ -157,7 +154,7 @@ class SubjectRenderer:
             "skin_weight": skin_attention(parsing, self.skin_weights, self.dilation).astype(np.float32),
             "landmarks": instance.landmarks.numpy().astype(np.float32),
             "gt_shape": instance.shape[0].numpy(),
-            "landmarks3d": instance.shape[0, self.lm3d_index].numpy(),
+            "landmarks3d": instance.shape[0, self.morphable.landmark3d_index].numpy(),
         }
         subject.update({f"gt_{k}": np.asarray(v, dtype=np.float32) for k, v in drawn.items()})
         return subject

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lib.config.schema import LossConfig
+from lib.config.schema import LossConfig, RenderConfig
 from lib.facemodel.schema import NOW7_FROM_68
 from lib.geometry import apply_similarity, similarity_transform
 from lib.losses import terms
@@ -191,17 +191,17 @@ def test_every_term_minimal_at_ground_truth(scene):
     from lib.losses import multiview_losses
 
     morph, gt, batch, cfg = scene
-    truth = multiview_losses(morph, gt, batch, cfg, use_parsing=True).terms
+    truth = multiview_losses(morph, gt, batch, cfg, RenderConfig(), use_parsing=True).terms
     assert truth["landmark"].item() < 1e-6
     assert truth["landmark3d"].item() < 1e-2
     # Photometric: only 8-bit quantisation and antialiasing-free edges remain.
     assert truth["photometric"].item() < 0.03
     assert truth["parsing"].item() < 0.35
     for name, delta in [("translation", torch.tensor([4.0, -3.0, 0.0])), ("identity", 1.0), ("rotation", 0.1)]:
-        away = multiview_losses(morph, _perturbed(gt, name, delta), batch, cfg, use_parsing=True).terms
+        away = multiview_losses(morph, _perturbed(gt, name, delta), batch, cfg, RenderConfig(), use_parsing=True).terms
         for term in ("photometric", "landmark", "parsing"):
             assert away[term].item() > truth[term].item(), (name, term)
-    away = multiview_losses(morph, _perturbed(gt, "albedo", 1.0), batch, cfg, use_parsing=True).terms
+    away = multiview_losses(morph, _perturbed(gt, "albedo", 1.0), batch, cfg, RenderConfig(), use_parsing=True).terms
     assert away["photometric"].item() > truth["photometric"].item()
     assert away["coefficient"].item() > truth["coefficient"].item()
 
@@ -213,8 +213,8 @@ def test_masked_view_contributes_nothing(scene):
     masked = dict(batch, view_mask=torch.tensor([[True, False, True]]))
     wrong = gt.map(lambda t: t.clone())
     wrong.translation[1] += 20.0  # only the masked view is wrong
-    a = multiview_losses(morph, wrong, masked, cfg, use_parsing=True).terms
-    b = multiview_losses(morph, gt, masked, cfg, use_parsing=True).terms
+    a = multiview_losses(morph, wrong, masked, cfg, RenderConfig(), use_parsing=True).terms
+    b = multiview_losses(morph, gt, masked, cfg, RenderConfig(), use_parsing=True).terms
     for term in ("photometric", "landmark", "parsing"):
         assert a[term].item() == pytest.approx(b[term].item(), rel=1e-5, abs=1e-7)
 
@@ -244,4 +244,4 @@ def _term_tensor(morph, coeffs, batch, cfg, term):
         cfg, **{name: (1.0 if name == term else 0.0) for name in
                 ("photometric", "landmark", "landmark3d", "coefficient", "lighting", "reflectance", "parsing")}
     )
-    return multiview_losses(morph, coeffs, batch, only, use_parsing=True).total
+    return multiview_losses(morph, coeffs, batch, only, RenderConfig(), use_parsing=True).total

@@ -11,7 +11,7 @@ import torch
 from lib.config.schema import Config
 from lib.facemodel.builtin import build_builtin_face_model
 from lib.geometry import euler_to_matrix, project, rigid_transform
-from lib.losses import landmark3d_vertices
+from lib.facemodel.derived import landmark3d_vertices
 from lib.morphable import MorphableModel
 
 from data.synthetic import build_synthetic, cache_key, generate_split

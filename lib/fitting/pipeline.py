@@ -117,7 +117,7 @@ def reconstruct(
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
     return fit_views(
-        morphable, prepared.target(), fit_cfg, cfg.loss, init=init,
+        morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=init,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
     )
 

@@ -14,9 +14,7 @@ from lib.losses.terms import (
 from lib.losses.total import (
     TERM_WEIGHTS,
     LossResult,
-    landmark3d_vertices,
     multiview_losses,
-    region_one_hot,
     weighted_sum,
 )
 
@@ -26,7 +24,6 @@ __all__ = [
     "TERM_WEIGHTS",
     "coefficient_loss",
     "landmark3d_loss",
-    "landmark3d_vertices",
     "landmark_loss",
     "landmark_weights",
     "lighting_loss",
@@ -34,6 +31,5 @@ __all__ = [
     "parsing_loss",
     "photometric_loss",
     "reflectance_loss",
-    "region_one_hot",
     "weighted_sum",
 ]

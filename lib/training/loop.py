@@ -102,7 +102,6 @@ class Trainer:
         self.save_fn, self.load_fn = save_checkpoint, load_checkpoint
         self.ckpt_dir = os.path.join(out_dir, "checkpoints")
         self.morphable = MorphableModel(face_model).to(device)
-        self.render_options = {"cull_backfaces": cfg.render.cull_backfaces, "backend": cfg.render.backend}
         model = model.to(device)
         if tc.sync_bn and info.enabled:
             model = convert_sync_batchnorm(model, device)
@@ -139,7 +138,7 @@ class Trainer:
         self.epoch, self.step, self.nan_streak = 0, 0, 0
         self.history: list[dict] = []
         self.writer = None
-        self.validator = Validator(self.morphable, cfg, self.render_options)
+        self.validator = Validator(self.morphable, cfg)
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -237,7 +236,7 @@ class Trainer:
     def _train_step(self, batch: dict, use_parsing: bool) -> dict | None:
         """One optimisation step; None when it was skipped for a non-finite value."""
         coeffs = self._forward(batch)
-        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, use_parsing, **self.render_options)
+        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, self.cfg.render, use_parsing)
         self.optimizer.zero_grad(set_to_none=True)
         if not self._all_finite(result.total):
             return None

@@ -31,8 +31,8 @@ class Validator:
     """Accumulates the validation metrics of one rank's shard; scans are built once
     and kept (by sample name), and the mean face's NoW error is computed once."""
 
-    def __init__(self, morphable: MorphableModel, cfg: Config, render_options: dict):
-        self.morphable, self.cfg, self.render_options = morphable, cfg, render_options
+    def __init__(self, morphable: MorphableModel, cfg: Config):
+        self.morphable, self.cfg = morphable, cfg
         self.face_model = morphable.face_model
         self.has_now7 = "now7" in self.face_model.extra_landmarks
         self.now_baseline: float | None = None  # the mean face's NoW-style error (mm), fixed
@@ -64,7 +64,7 @@ class Validator:
     def batch(self, sums: dict, batch: dict, cpu_batch: dict, coeffs: FaceCoefficients, indices: list[int]):
         """Add one batch (on the device; cpu_batch: the same on the CPU, with names and
         paths) to `sums`; returns the loss result (for image grids)."""
-        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, True, **self.render_options)
+        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, self.cfg.render, True)
         b = batch["rgb"].shape[0]
         sums["count"] += b
         for key, value in result.terms.items():
