@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from data.folders import FolderViews
     from data.pixel_face import PixelFace
     from lib.preprocess import Preprocessor
-    from lib.preprocess.overlay import draw_overlay
+    from lib.visualize.preprocess import draw_overlay
 
     face_model = None if cfg.preprocess.aligned else load_face_model(cfg.face_model.source, cfg.face_model.path)
     preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)

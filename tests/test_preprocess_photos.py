@@ -14,7 +14,7 @@ from lib.config.schema import PreprocessConfig
 from lib.errors import UserError
 from lib.facemodel.schema import PARSING_CLASSES
 from lib.preprocess import Preprocessor, detect_face, detect_landmarks, estimate_alignment, read_image
-from lib.preprocess.overlay import draw_overlay
+from lib.visualize.preprocess import draw_overlay
 
 pytest.importorskip("mediapipe")
 

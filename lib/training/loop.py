@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import random
 import time
@@ -20,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
@@ -30,12 +28,12 @@ from lib.errors import UserError
 from lib.facemodel.schema import FaceModel
 from lib.losses import multiview_losses
 from lib.morphable import FaceCoefficients, MorphableModel
-from lib.training.curves import plot_training_curves
+from lib.training.logger import RunLogger
 from lib.training.distributed import DistInfo, all_reduce_sum, barrier, convert_sync_batchnorm
 from lib.training.sampler import ShardedEpochSampler
 from lib.training.schedule import learning_rate, set_learning_rate
 from lib.training.validation import Validator, validation_summary
-from lib.training.visualize import overlay_grid
+from lib.visualize.grid import overlay_grid
 
 BATCH_KEYS = ("rgb", "parsing", "skin_weight", "landmarks", "view_mask", "landmarks3d", "gt_shape")
 LIST_KEYS = ("name", "mesh_path")
@@ -137,7 +135,7 @@ class Trainer:
             self.val_loader = DataLoader(shard, batch_size=per_rank, collate_fn=_collate, num_workers=cfg.data.num_workers)
         self.epoch, self.step, self.nan_streak = 0, 0, 0
         self.history: list[dict] = []
-        self.writer = None
+        self.logger = RunLogger(out_dir, info.is_main)
         self.validator = Validator(self.morphable, cfg)
 
     # ----------------------------------------------------------------- checkpoints
@@ -178,44 +176,16 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.history = [h for h in self._read_history() if h["epoch"] <= self.epoch]
+        self.history = [h for h in self.logger.read_history() if h["epoch"] <= self.epoch]
         return True
 
-    # --------------------------------------------------------------------- logging
-    def _metrics_path(self) -> str:
-        return os.path.join(self.out_dir, "metrics.jsonl")
-
-    def _read_history(self) -> list[dict]:
-        if not os.path.isfile(self._metrics_path()):
-            return []
-        with open(self._metrics_path()) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
     def log(self, text: str) -> None:
-        """One line to the console (through tqdm) and train.log, rank 0 only."""
-        if not self.info.is_main:
-            return
-        tqdm.write(text)
-        with open(os.path.join(self.out_dir, "train.log"), "a") as f:
-            f.write(text + "\n")
-
-    def _open_writer(self) -> None:
-        if self.info.is_main and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(self.out_dir, "tensorboard"))
+        """One line to the console and train.log (rank 0)."""
+        self.logger.line(text)
 
     def _record(self, metrics: dict) -> None:
         self.history.append(metrics)
-        if not self.info.is_main:
-            return
-        with open(self._metrics_path(), "w") as f:
-            for entry in self.history:
-                f.write(json.dumps(entry) + "\n")
-        for key, value in metrics.items():
-            if key != "epoch" and value is not None:
-                self.writer.add_scalar(key, value, metrics["epoch"])
-        self.writer.flush()
+        self.logger.epoch(self.history)
 
     # -------------------------------------------------------------------- training
     def _autocast(self):
@@ -326,11 +296,8 @@ class Trainer:
         rows = min(views * 2, result.images.shape[0])
         inputs = batch["rgb"].reshape(-1, *batch["rgb"].shape[2:]).permute(0, 2, 3, 1)[:rows].float().cpu()
         target_lm = batch["landmarks"].reshape(-1, 68, 2)[:rows].cpu()
-        grid = overlay_grid(inputs, result.images[:rows].cpu(), result.coverage[:rows].cpu(),
-                            result.instance.landmarks[:rows].cpu(), target_lm)
-        self.writer.add_image("val/render_landmarks", grid, epoch, dataformats="HWC")
-        os.makedirs(os.path.join(self.out_dir, "vis"), exist_ok=True)
-        Image.fromarray(grid).save(os.path.join(self.out_dir, "vis", f"val_epoch_{epoch:04d}.png"))
+        self.logger.grid(epoch, overlay_grid(inputs, result.images[:rows].cpu(), result.coverage[:rows].cpu(),
+                                             result.instance.landmarks[:rows].cpu(), target_lm))
 
     def fit(self) -> list[dict]:
         """Train to cfg.train.epochs, resuming from checkpoints/last.pt if present.
@@ -338,7 +305,7 @@ class Trainer:
         tc = self.tc
         if self.info.is_main:
             os.makedirs(self.ckpt_dir, exist_ok=True)
-        self._open_writer()
+        self.logger.open()
         if self.try_resume():
             self.log(f"resumed from {os.path.join(self.ckpt_dir, 'last.pt')}: epoch {self.epoch}, step {self.step}")
         elif self.val_loader is not None:
@@ -365,13 +332,11 @@ class Trainer:
                 if (epoch + 1) % tc.save_every == 0 or last:
                     self.save(f"epoch_{epoch + 1:04d}.pt")
                 self.log(self._summary(metrics))
-                if self.info.is_main:
-                    plot_training_curves(self.history, os.path.join(self.out_dir, "curves.png"))
+                self.logger.curves(self.history)
                 barrier(self.info)
         finally:
             bar.close()
-            if self.writer is not None:
-                self.writer.close()
+            self.logger.close()
         return self.history
 
     def _summary(self, m: dict) -> str:
