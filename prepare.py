@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     from lib.visualize.preprocess import draw_overlay
 
     face_model = None if cfg.preprocess.aligned else load_face_model(cfg.face_model.source, cfg.face_model.path)
-    preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
+    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.data.image_size)
     cache_dir = cfg.data.cache_dir or os.path.join(args.out, "cache")
     layout = _layout(root, args.layout)
     if layout == "pixel_face":

@@ -64,7 +64,7 @@ def validation_split(cfg, face_model, out: str):
 
         if not os.path.isdir(os.path.join(cfg.data.root, "val")):
             raise UserError(f"data.root={cfg.data.root!r}: give the Pixel-Face folder holding val/ and val_obj/")
-        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
+        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.data.image_size)
         dataset = PixelFace(cfg.data.root, "val", preprocessor, cfg.data.cache_dir or os.path.join(out, "cache"))
         return dataset, lambda s, i: pixel_face_scan(s["name"], s.get("mesh_path", ""), s["landmarks3d"].numpy())
     from data.synthetic import SyntheticMultiView, generate_split

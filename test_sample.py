@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 
-        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
+        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
         jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor)) for s in subjects]
     else:
         jobs = [(p.name, lambda p=p: p) for p in demo_subjects(face_model, cfg)]

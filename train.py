@@ -33,7 +33,7 @@ def _photo_datasets(cfg, face_model, cache_dir: str, progress: bool):
     folders themselves; loss terms only)."""
     from lib.preprocess import Preprocessor
 
-    preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
+    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.data.image_size)
     if cfg.data.dataset == "pixel_face":
         from data.pixel_face import PixelFace
 

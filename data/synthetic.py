@@ -41,12 +41,12 @@ CACHE_VERSION = 1  # bump when the generator changes what it produces
 SPLITS = {"train": 0, "val": 1}
 
 
-def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: int | None) -> np.ndarray:
+def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: int) -> np.ndarray:
     """Per-pixel skin-attention weights float32 [Vw, H, W] from parsing maps [Vw, H, W]
     (the preprocessing's function, so synthetic and photo samples weigh alike);
     dilation_px_224 is `preprocess.feature_dilation_px` (at 224 px, scaled to the
-    map's size as lib.preprocess does; None: the preprocessing's default)."""
-    dilation = None if dilation_px_224 is None else int(round(dilation_px_224 * parsing.shape[-2] / 224))
+    map's size as lib.preprocess does)."""
+    dilation = int(round(dilation_px_224 * parsing.shape[-2] / 224))
     return np.stack([skin_attention_weights(p.numpy(), weights, dilation) for p in parsing])
 
 
@@ -59,7 +59,7 @@ def _fingerprint(face_model: FaceModel) -> str:
 
 
 def cache_key(
-    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int | None = None
+    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int
 ) -> str:
     """Hash of everything that changes the generated arrays."""
     synthetic = dataclasses.asdict(data_cfg.synthetic)
@@ -119,10 +119,9 @@ def _draw_coefficients(face_model: FaceModel, cfg: SyntheticDataConfig, rng: np.
 class SubjectRenderer:
     """Renders synthetic subjects one at a time: subject i of a split depends only on
     (data.synthetic.seed, split, i). feature_dilation_px: `preprocess.feature_dilation_px`
-    (at 224 px; None: the preprocessing's default)."""
+    (at 224 px)."""
 
-    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig,
-                 feature_dilation_px: int | None = None):
+    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int):
         self.face_model, self.syn, self.size = face_model, data_cfg.synthetic, data_cfg.image_size
         self.skin_weights, self.dilation = loss_cfg.skin_weights, feature_dilation_px
         self.morphable = MorphableModel(face_model)
@@ -162,7 +161,7 @@ class SubjectRenderer:
 
 def generate_split(
     face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, split: str, count: int, progress: bool = True,
-    feature_dilation_px: int | None = None,
+    *, feature_dilation_px: int,
 ) -> dict:
     """Render subjects 0..count-1 of `split` ('train' | 'val'): the arrays of
     `SubjectRenderer` stacked over subjects ([S, ...])."""
@@ -187,7 +186,7 @@ def load_or_generate(
     for split, count in splits.items():
         folder = os.path.join(root, f"{split}-{count}")
         if not os.path.isdir(folder):
-            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, dilation)
+            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, feature_dilation_px=dilation)
             tmp = f"{folder}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)

@@ -163,7 +163,8 @@ def scene():
     face_model = build_builtin_face_model()
     cfg = Config()
     cfg.data.image_size = SIZE
-    arrays = generate_split(face_model, cfg.data, cfg.loss, "train", 1, progress=False)
+    arrays = generate_split(face_model, cfg.data, cfg.loss, "train", 1,
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
     views = arrays["rgb"].shape[1]
     t = lambda k: torch.from_numpy(arrays[k])  # noqa: E731
     batch = {
