@@ -30,6 +30,7 @@ import torch
 from lib.config import Config
 from lib.errors import UserError
 from lib.facemodel import load_face_model
+from lib.facemodel.schema import FaceModel
 from models.checkpoint import build_model, load_checkpoint
 from models.mvrnet import MVRNet
 
@@ -136,10 +137,11 @@ def seed_config(cfg: Config) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **SEED_MODEL))
 
 
-def load_seed_model(path: str, state: dict, cfg: Config, device="cpu") -> tuple[MVRNet, Config]:
-    """(ported network in eval mode on `device`, the Config it runs under) from the
-    seed's state dict `state` read from `path`; the face model comes from cfg.face_model
-    (BFM09; its loader says in one line where to get it when the file is missing)."""
+def load_seed_model(path: str, state: dict, cfg: Config, device="cpu") -> tuple[MVRNet, FaceModel, Config]:
+    """(ported network in eval mode on `device`, its face model, the Config it runs
+    under) from the seed's state dict `state` read from `path`; the face model comes
+    from cfg.face_model (BFM09; its loader says in one line where to get it when the
+    file is missing)."""
     run_cfg = seed_config(cfg)
     face_model = load_face_model(run_cfg.face_model.source, run_cfg.face_model.path)
     sizes = {"identity": face_model.num_id, "expression": face_model.num_exp, "albedo": face_model.num_tex}
@@ -154,7 +156,13 @@ def load_seed_model(path: str, state: dict, cfg: Config, device="cpu") -> tuple[
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise UserError(f"{path}: seed weights do not fit the seed's network ({first})") from None
-    return model.to(device).eval(), run_cfg
+    return model.to(device).eval(), face_model, run_cfg
+
+
+def seed_notice(path: str, cfg: Config) -> str:
+    """The line entry points print when they run the seed's checkpoint."""
+    return (f"{path}: the seed's checkpoint, ported; run with its settings (shared expression, parsing label "
+            f"channel, BFM09 from {cfg.face_model.path})")
 
 
 def read_seed_checkpoint(path: str) -> dict | None:

@@ -125,7 +125,9 @@ def test_decimetre_tree_trains_and_evaluates_as_the_seed(tree, face_model, tmp_p
     assert test_pixel_face.main([*RUN, "--out", str(run), "--checkpoint", str(checkpoint), "data.dataset=pixel_face",
                                  f"data.root={tree}"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    ours = summary["prediction"]["mean_of_sample_means"]
+    assert (summary["pixel_face_unit"], summary["pixel_face_landmarks"]) == ("dm", "points101")
+    ours = summary["prediction"]["RMSE"]  # the seed's figure, under its name
+    assert ours == summary["prediction"]["mean_of_sample_means"]
     assert summary["prediction"]["samples"] == 2 and 0.1 < ours < 20
     assert ours == pytest.approx(seed_figure(tree, str(run), face_model), abs=0.01)
 

@@ -24,11 +24,11 @@ def test_ground_truth_landmarks_from_mesh_vertices_or_the_101_points(tmp_path):
     path = str(tmp_path / "s01.obj")
     write_obj(path, vertices / 100.0, faces)  # dm, as released
     points101 = np.random.default_rng(0).uniform(-50, 50, (101, 3))
-    scan, (verts, tris), from_mesh = pixel_face_scan("s01", path, points101, "dm", "mesh")
-    np.testing.assert_allclose(scan, vertices, rtol=1e-7, atol=1e-6)
-    np.testing.assert_allclose(from_mesh, vertices[NOW7_BFM], rtol=1e-7, atol=1e-6)  # gt_al_index
-    assert np.array_equal(tris, faces)
-    _, _, from_points = pixel_face_scan("s01", path, points101, "dm", "points101")
+    scan = pixel_face_scan("s01", path, points101, "dm", "mesh")
+    np.testing.assert_allclose(scan.points, vertices, rtol=1e-7, atol=1e-6)  # mm
+    np.testing.assert_allclose(scan.landmarks7, vertices[NOW7_BFM], rtol=1e-7, atol=1e-6)  # gt_al_index
+    assert np.array_equal(scan.faces, faces)
+    from_points = pixel_face_scan("s01", path, points101, "dm", "points101").landmarks7
     np.testing.assert_array_equal(from_points, points101[list(NOW7_IN_PIXEL_FACE101)])
     small = str(tmp_path / "small.obj")
     write_obj(small, vertices[:2000] / 100.0, faces[(faces < 2000).all(1)])

@@ -113,7 +113,7 @@ def test_zero_head_weights_give_their_biases_in_the_seed_order(tmp_path):
     assert state is not None
     cfg = load_config(PIXEL_FACE, [f"face_model.path={write_bfm(tmp_path / 'bfm.mat')}",
                                                  "data.image_size=64"])
-    model, run_cfg = load_seed_model(str(path), state, cfg)
+    model, _, run_cfg = load_seed_model(str(path), state, cfg)
     assert (run_cfg.model.expression_per_view, run_cfg.model.parsing_input, run_cfg.model.pose_output) == (
         False, "label", "seed")
     gen = torch.Generator().manual_seed(1)
@@ -181,3 +181,63 @@ def write_bfm_sizes(tmp_path):
 def test_seed_shapes_cover_the_parser():
     shapes = seed_state_shapes(parser=True)
     assert shapes["mask_model.conv_out.conv_out.weight"] == (10, 256, 1, 1)  # 10 classes, network/MVRnet.py:36
+
+
+@pytest.fixture(scope="module")
+def seed_files(tmp_path_factory):
+    """(checkpoint path, its head biases, BFM file): a random-weight checkpoint in the
+    seed's layout whose heads output known biases, and a synthetic BFM09 file."""
+    folder = tmp_path_factory.mktemp("seed")
+    biases = head_biases()
+    path = folder / "000000279.pth"
+    torch.save(random_seed_state(head_biases=biases), path)
+    return str(path), biases, write_bfm(folder / "BFM_model_front.mat")
+
+
+def seed_run(bfm: str) -> list[str]:
+    """Small synthetic runs on BFM09 (64 px, one subject)."""
+    return ["--config", TINY, "face_model.source=bfm", f"face_model.path={bfm}", "data.image_size=64",
+            "train.device=cpu", "data.synthetic.num_val=1", "fit.demo_subjects=1", "fit.crop_size=64"]
+
+
+def expected_shape(bfm: str, biases: dict) -> np.ndarray:
+    """identity + expression from the heads' biases: the mesh the prediction must be."""
+    from lib.facemodel import load_face_model
+    from lib.morphable import MorphableModel
+
+    morphable = MorphableModel(load_face_model("bfm", bfm))
+    return morphable.shape(biases["rednet_fc.conv2_id"][None], biases["rednet_fc.conv2_exp"][None])[0].numpy()
+
+
+def test_seed_checkpoint_runs_through_test_pixel_face(seed_files, tmp_path, capsys):
+    import json
+
+    import test_pixel_face
+    from lib.meshio import read_obj
+
+    path, biases, bfm = seed_files
+    out = tmp_path / "eval"
+    assert test_pixel_face.main([*seed_run(bfm), "--out", str(out), "--checkpoint", path]) == 0
+    assert "the seed's checkpoint, ported" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prediction"]["samples"] == 1 and np.isfinite(summary["prediction"]["RMSE"])
+    (folder,) = (out / "samples").iterdir()
+    mesh = read_obj(str(folder / "prediction.obj"))
+    np.testing.assert_allclose(mesh.vertices, expected_shape(bfm, biases), atol=1e-4)
+    with pytest.raises(UserError, match="BFM09 face model not found"):
+        test_pixel_face.main([*seed_run(str(tmp_path / "none.mat")), "--out", str(tmp_path / "e2"), "--checkpoint", path])
+
+
+def test_seed_checkpoint_runs_through_test_sample(seed_files, tmp_path, capsys):
+    import test_sample
+
+    path, biases, bfm = seed_files
+    out = tmp_path / "sample"
+    assert test_sample.main([*seed_run(bfm), "--out", str(out), "--checkpoint", path]) == 0
+    assert "the seed's checkpoint, ported" in capsys.readouterr().out
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    coeffs = np.load(folder / "coeffs.npz")
+    for row in range(coeffs["identity"].shape[0]):  # every view: the shared identity and expression
+        np.testing.assert_allclose(coeffs["identity"][row], biases["rednet_fc.conv2_id"].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(coeffs["expression"][row], biases["rednet_fc.conv2_exp"].numpy(), rtol=1e-6)
+    assert (folder / "mesh.obj").is_file()

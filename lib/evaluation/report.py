@@ -56,7 +56,8 @@ def summary_table(summary: dict[str, dict[str, float]]) -> str:
     lines = [header, "-" * len(header)]
     for method, stats in summary.items():
         lines.append(f"{method:<14}" + "".join(f"{stats[k]:>13.4f}" for k in STAT_KEYS) + f"{stats['samples']:>9d}")
-    lines.append("RMSE = the seed's name for the mean scan-to-mesh distance; rms = root mean square.")
+    lines.append("RMSE = the seed's figure: mean over samples of each sample's mean distance; mean pools all "
+                 "points (NoW); rms = root mean square.")
     return "\n".join(lines)
 
 
