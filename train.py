@@ -81,8 +81,6 @@ def main(argv=None) -> int:
 
     parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/train")
     args, cfg = parse_config(parser, argv)
-    if cfg.train.processes < 1:
-        raise UserError(f"train.processes must be at least 1, got {cfg.train.processes}")
     if cfg.train.processes > 1 and not under_launcher():
         if resolve_device(cfg.train.device).type == "cpu":
             check_batch_split(cfg.train, cfg.train.processes)
