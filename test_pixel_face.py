@@ -195,7 +195,7 @@ def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg, check
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__.split("\n")[0], "configs/synthetic.yaml", "runs/test_pixel_face")
+    parser = make_parser(__doc__.split("\n")[0], "configs/synthetic.yaml", "runs/test_pixel_face", "test_pixel_face.py")
     parser.add_argument("--checkpoint", default="", help="checkpoint to evaluate (default: eval.checkpoint)")
     args, cfg = parse_config(parser, argv)
     checkpoint = args.checkpoint or cfg.eval.checkpoint

@@ -107,7 +107,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample")
+    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample", "test_sample.py")
     parser.add_argument("--input", default="", help="folder of views (samples/ layout or one folder per subject); "
                         "default: demo subjects rendered from the face model")
     parser.add_argument("--checkpoint", default="", help="trained network checkpoint (network prediction)")

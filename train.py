@@ -79,7 +79,7 @@ def build_datasets(cfg, face_model, out_dir: str, info):
 def main(argv=None) -> int:
     from models.checkpoint import build_model, load_checkpoint, save_checkpoint
 
-    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/train")
+    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/train", "train.py")
     args, cfg = parse_config(parser, argv)
     if cfg.train.processes > 1 and not under_launcher():
         if resolve_device(cfg.train.device).type == "cpu":

@@ -27,7 +27,9 @@ def save_checkpoint(path: str, state: dict) -> None:
     os.replace, so an interrupted save never leaves a truncated checkpoint behind."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    # The pid in the name lets the next run tell a killed writer's leftover from a
+    # live one (lib/runfolder.remove_stale_temporaries).
+    handle, tmp = tempfile.mkstemp(prefix=f"{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "wb") as f:
             torch.save(state, f)

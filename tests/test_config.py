@@ -86,7 +86,7 @@ def test_entry_points_have_help(script):
 def test_overrides_may_come_before_and_after_options(tmp_path):
     from lib.cli import make_parser, parse_config
 
-    parser = make_parser("test", "configs/tiny.yaml", str(tmp_path))
+    parser = make_parser("test", "configs/tiny.yaml", str(tmp_path), "test.py")
     args, cfg = parse_config(parser, ["train.epochs=3", "--out", str(tmp_path / "o"), "train.lr=0.5"])
     assert (cfg.train.epochs, cfg.train.lr) == (3, 0.5)
     assert (tmp_path / "o" / "config.yaml").is_file()

@@ -174,14 +174,16 @@ def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def save_config(cfg: Config, path: str) -> None:
+def save_config(cfg: Config, path: str, header: str = "") -> None:
     """Write the resolved config as YAML (loadable again with load_config), atomically:
     a temporary file next to it, then a rename, so a full disk or a kill never leaves
-    a truncated config.yaml behind."""
+    a truncated config.yaml behind. `header`: a comment line written first."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
+            if header:
+                f.write(header.rstrip("\n") + "\n")
             yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False, allow_unicode=True)
         os.replace(tmp, path)
     finally:
