@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 
@@ -47,9 +48,13 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
+        # torch's message advises weights_only=False, i.e. running the file's code; we
+        # never do, so name the refused object instead.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
         raise UserError(
-            f"{path}: refused to load (it holds objects other than tensors and plain containers: {first})"
+            f"{path}: refused to load: it holds {what}, not only tensors and plain containers, and this "
+            "project never loads code from a checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
