@@ -80,6 +80,11 @@ def config_from_checkpoint(state: dict, path: str) -> Config:
         raise UserError(f"{path}: checkpoint config does not fit this version ({err})") from None
 
 
+def checkpoint_config(path: str) -> Config:
+    """The Config stored in the checkpoint at `path` (UserError when unreadable)."""
+    return config_from_checkpoint(load_checkpoint(path), path)
+
+
 def load_model(path: str, device: torch.device | str = "cpu") -> tuple[MVRNet, Config]:
     """(model in eval mode on `device`, its Config) from a checkpoint file."""
     state = load_checkpoint(path, map_location="cpu")

@@ -67,3 +67,27 @@ def test_a_full_disk_in_test_sample_names_the_subject_and_stops(tmp_path, monkey
     monkeypatch.undo()
     assert test_sample.main(["--out", str(out), *FAST, "fit.demo_subjects=3"]) == 0
     assert not (out / "demo-001" / "mesh.obj.tmp").exists()  # the killed write's leftover, removed
+
+
+# ------------------------------------------------------------------ training runs
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config", os.path.join(ROOT, "configs", "tiny.yaml"), "train.progress=false", "train.log_images_every=0",
+        "train.epochs=1"]
+
+
+def test_resume_with_a_changed_network_is_refused_and_keeps_the_config(tmp_path):
+    import train
+
+    out = str(tmp_path / "run")
+    assert train.main([*TINY, "--out", out]) == 0
+    config = (tmp_path / "run" / "config.yaml").read_bytes()
+    with pytest.raises(UserError) as info:
+        train.main([*TINY, "--out", out, "model.width=0.125", "train.lr=0.002", "train.epochs=2"])
+    message = str(info.value)
+    assert "model.width 0.0625 -> 0.125" in message and "train.lr 0.001 -> 0.002" in message
+    assert "train.epochs" not in message.split("resume may change only")[0]  # a safe change is not named
+    assert (tmp_path / "run" / "config.yaml").read_bytes() == config
+    # A documented safe change (more epochs) resumes.
+    assert train.main([*TINY, "--out", out, "train.epochs=2"]) == 0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]

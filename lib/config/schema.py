@@ -318,3 +318,13 @@ RANGES: dict[str, Range] = {
     "fit.num_threads": NON_NEGATIVE,
 }
 """Dotted key -> allowed range, for every int / float / list-of-numbers setting."""
+
+RESUME_SAFE: tuple[str, ...] = (
+    "train.epochs", "train.save_every", "train.val_every", "train.log_images_every", "train.last_every_minutes",
+    "train.progress", "train.num_threads", "train.processes", "train.device", "train.nan_patience",
+    "data.num_workers", "data.cache_dir", "eval", "fit",
+)
+"""Settings (a dotted key, or a whole section) that may differ when train.py resumes
+a run: how long, how often to save / validate / log, on what hardware, and the
+sections training does not read for the weights. Every other change is refused on
+resume (it would silently mix two runs in one folder)."""
