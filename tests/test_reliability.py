@@ -91,3 +91,103 @@ def test_resume_with_a_changed_network_is_refused_and_keeps_the_config(tmp_path)
     assert train.main([*TINY, "--out", out, "train.epochs=2"]) == 0
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------ kill -9 test
+KILLER = r'''
+"""train.py, SIGKILLed at a chosen moment: in the middle of the N-th write of
+metrics.jsonl (half of the text written), or right after the N-th last.pt is in place."""
+import builtins, os, runpy, signal, sys
+
+moment, target = sys.argv[1], int(sys.argv[2])
+count = {"n": 0}
+real_open, real_replace = builtins.open, os.replace
+
+
+class DiesWhileWriting:
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, text):
+        self.handle.write(text[: len(text) // 2])
+        self.handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.handle.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+def open_(file, mode="r", *args, **kwargs):
+    handle = real_open(file, mode, *args, **kwargs)
+    if moment == "metrics" and "metrics.jsonl" in os.path.basename(str(file)) and set(mode) & set("wax"):
+        count["n"] += 1
+        if count["n"] == target:
+            return DiesWhileWriting(handle)
+    return handle
+
+
+def replace(src, dst, *args, **kwargs):
+    real_replace(src, dst, *args, **kwargs)
+    if moment == "checkpoint" and os.path.basename(str(dst)) == "last.pt":
+        count["n"] += 1
+        if count["n"] == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+builtins.open, os.replace = open_, replace
+sys.argv = ["train.py", *sys.argv[3:]]
+sys.path.insert(0, os.getcwd())
+runpy.run_path("train.py", run_name="__main__")
+'''
+KILL_RUN = [*TINY, "train.epochs=3", "train.last_every_minutes=1e-9", "train.num_threads=1"]  # last.pt every step
+
+
+def _train(out, *extra, kill=None):
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(out), "kill_train.py")
+    with open(script, "w") as f:
+        f.write(KILLER)
+    moment, target = kill or ("none", 0)
+    return subprocess.run([sys.executable, script, moment, str(target), *KILL_RUN, "--out", out, *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _history(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in f]
+
+
+def test_kill_during_metrics_write_loses_nothing(tmp_path):
+    """kill -9 of train.py (tiny config, 2 steps per epoch, last.pt after every step)
+    in the middle of writing metrics.jsonl, and right after a mid-epoch checkpoint: the
+    rerun resumes, the history is whole (each epoch once, the resumed epoch's mean over
+    all its steps) and the weights equal an uninterrupted run's bit for bit."""
+    from models.checkpoint import load_checkpoint
+
+    cache = f"data.cache_dir={tmp_path / 'cache'}"
+    whole = str(tmp_path / "whole")
+    assert _train(whole, cache).returncode == 0
+    expected = load_checkpoint(os.path.join(whole, "checkpoints", "last.pt"))["model"]
+    # metrics write 2: the end of epoch 1 (write 1 is the validation before training);
+    # last.pt 4: epoch 2 after its first step (3 per epoch: 2 steps + the epoch's end).
+    for kill in (("metrics", 2), ("metrics", 3), ("checkpoint", 4)):
+        out = str(tmp_path / f"{kill[0]}{kill[1]}")
+        killed = _train(out, cache, kill=kill)
+        assert killed.returncode == -9, killed.stderr
+        resumed = _train(out, cache)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resumed from" in resumed.stdout + resumed.stderr
+        assert _history(out) == _history(whole), kill
+        weights = load_checkpoint(os.path.join(out, "checkpoints", "last.pt"))["model"]
+        assert weights.keys() == expected.keys()
+        assert [k for k in expected if not torch.equal(weights[k], expected[k])] == [], kill
+        leftovers = [name for _, _, files in os.walk(out) for name in files if ".tmp" in name]
+        assert leftovers == [], kill
