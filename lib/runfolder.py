@@ -145,3 +145,17 @@ def remove_stale_temporaries(folder: str, shared_below: str | None = "cache") ->
                 os.remove(path)
             removed.append(path)
     return removed
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Replace `path` by `text` (UTF-8) through a temporary file carrying this pid and
+    a rename: readers, kills and full disks see the old file or the new one, never a
+    mix. The temporary is removed when the write fails."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
