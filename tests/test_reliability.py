@@ -191,3 +191,28 @@ def test_kill_during_metrics_write_loses_nothing(tmp_path):
         assert [k for k in expected if not torch.equal(weights[k], expected[k])] == [], kill
         leftovers = [name for _, _, files in os.walk(out) for name in files if ".tmp" in name]
         assert leftovers == [], kill
+
+
+# ------------------------------------------------------------------- NaN guard
+def test_similarity_fits_give_nan_for_non_finite_input_instead_of_raising():
+    from lib.losses.terms import similarity_transform
+    from lib.training.validation import aligned_vertex_error
+
+    torch.manual_seed(0)
+    good = torch.randn(2, 7, 3, dtype=torch.float64)
+    bad = good.clone()
+    bad[1, 3, 0] = math.inf
+    scale, rotation, translation = similarity_transform(bad, good)
+    assert not torch.isfinite(scale[1]) and not torch.isfinite(rotation[1]).any()
+    # the finite row is untouched: the identity fit of a set onto itself
+    torch.testing.assert_close(scale[0], torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(rotation[0], torch.eye(3, dtype=torch.float64))
+    errors = aligned_vertex_error(bad.float(), good.float())
+    assert errors[0].item() < 1e-4 and math.isnan(errors[1].item())
+
+
+def test_a_huge_learning_rate_stops_with_the_guards_message(tmp_path):
+    import train
+
+    with pytest.raises(UserError, match=r"^training stopped: "):
+        train.main([*TINY, "--out", str(tmp_path / "run"), "train.lr=1e6", "train.epochs=3"])

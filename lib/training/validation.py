@@ -27,7 +27,10 @@ def scan_error(
 ) -> float:
     """NoW-style mean distance (mm) from the scan points [N, 3] (cropped around their 7
     NoW landmarks scan_now7 [7, 3]) to the predicted mesh pred [V, 3] (faces [F, 3];
-    its 7 points are the vertices now7 [7]) after the NoW alignment."""
+    its 7 points are the vertices now7 [7]) after the NoW alignment; NaN for a
+    non-finite prediction (the alignment's SVD would raise)."""
     verts = pred.detach().cpu().double().numpy()
+    if not np.isfinite(verts).all():
+        return float("nan")
     result = now_scan_to_mesh(scan, scan_now7, verts, faces.cpu().numpy(), verts[now7.cpu().numpy()], options)
     return float(result.distances.mean())
