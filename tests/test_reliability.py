@@ -216,3 +216,44 @@ def test_a_huge_learning_rate_stops_with_the_guards_message(tmp_path):
 
     with pytest.raises(UserError, match=r"^training stopped: "):
         train.main([*TINY, "--out", str(tmp_path / "run"), "train.lr=1e6", "train.epochs=3"])
+
+
+def test_resume_from_a_checkpoint_of_another_network_is_one_line(tmp_path):
+    import dataclasses
+
+    import train
+    from lib.config import load_config
+    from lib.facemodel import load_face_model
+    from models.checkpoint import build_model, save_checkpoint
+
+    out = tmp_path / "run"
+    args = [*TINY, "--out", str(out)]
+    cfg = load_config(TINY[1], TINY[2:])
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, rednet_layers=[2, 1, 1, 1]))
+    weights = build_model(other, load_face_model("builtin")).state_dict()
+    # this run's config, another network's weights (e.g. a last.pt copied from elsewhere)
+    save_checkpoint(str(out / "checkpoints" / "last.pt"),
+                    {"model": weights, "config": dataclasses.asdict(cfg), "epoch": 0, "optimizer": {}})
+    with pytest.raises(UserError, match=r"checkpoints/last.pt: not a checkpoint of this network \(.*\); give another --out$"):
+        train.main(args)
+
+
+def test_a_killed_generation_leaves_no_cache_temporaries(tmp_path):
+    """data.cache_dir may be shared by runs: its temporaries are judged by their pid."""
+    import subprocess
+    import sys
+
+    from data.synthetic import cache_key, load_or_generate
+    from lib.config import load_config
+    from lib.facemodel import load_face_model
+
+    cfg = load_config(TINY[1], ["data.synthetic.num_train=2", "data.synthetic.num_val=0"])
+    face_model = load_face_model("builtin")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px)}"
+    (root / f"train-2.tmp{dead.pid}").mkdir(parents=True)
+    (root / f"train-2.tmp{dead.pid}" / "rgb.npy").write_bytes(b"half")
+    (root / f"val-9.tmp{os.getppid()}").mkdir()  # a live generator's
+    load_or_generate(face_model, cfg, str(tmp_path), {"train": 2}, progress=False)
+    assert sorted(os.listdir(root)) == ["train-2", f"val-9.tmp{os.getppid()}"]
