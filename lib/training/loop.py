@@ -193,8 +193,11 @@ class Trainer:
             self.net.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"{path}: not a checkpoint of this network ({first}); give another --out") from None
+            # torch's first line only names the class; the next one says what differs.
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            detail = detail if len(detail) <= 200 else detail[:200] + "..."
+            raise UserError(f"{path}: not a checkpoint of this network ({detail}); give another --out") from None
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = int(state["epoch"]), int(state.get("step", 0))
