@@ -36,8 +36,8 @@ from lib.evaluation.pixel_face import pixel_face_scan
 from lib.facemodel.schema import FaceModel
 from lib.losses import multiview_losses
 from lib.morphable import FaceCoefficients, MorphableModel
-from lib.training.curves import plot_training_curves
 from lib.runfolder import atomic_write_text
+from lib.training.curves import plot_training_curves
 from lib.training.distributed import DistInfo, all_reduce_sum, barrier, convert_sync_batchnorm
 from lib.training.sampler import ShardedEpochSampler
 from lib.training.schedule import learning_rate, set_learning_rate
