@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic save, safe load (weights_only), and model rebuilding.
+"""Checkpoint files: atomic save, safe load (weights_only), and model rebuilding
+(training resumes through these; inference loads through `models.predictor`).
 
 A checkpoint is a dict with keys `model` (state_dict), `config` (the resolved config as a
 plain dict, `lib.config.config_to_dict`), `epoch` (int, epochs completed), `optimizer`,
@@ -18,7 +19,6 @@ import torch
 
 from lib.config import Config, config_from_dict
 from lib.errors import UserError
-from lib.facemodel import load_face_model
 from lib.facemodel.schema import FaceModel
 from models.mvrnet import MVRNet
 
@@ -83,18 +83,3 @@ def config_from_checkpoint(state: dict, path: str) -> Config:
 def checkpoint_config(path: str) -> Config:
     """The Config stored in the checkpoint at `path` (UserError when unreadable)."""
     return config_from_checkpoint(load_checkpoint(path), path)
-
-
-def load_model(path: str, device: torch.device | str = "cpu") -> tuple[MVRNet, Config]:
-    """(model in eval mode on `device`, its Config) from a checkpoint file."""
-    state = load_checkpoint(path, map_location="cpu")
-    cfg = config_from_checkpoint(state, path)
-    if not isinstance(state.get("model"), dict):
-        raise UserError(f"{path}: checkpoint has no 'model' state dict")
-    model = build_model(cfg, load_face_model(cfg.face_model.source, cfg.face_model.path))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(f"{path}: weights do not match the network of its config ({first})") from None
-    return model.to(device).eval(), cfg

@@ -195,7 +195,7 @@ def test_kill_during_metrics_write_loses_nothing(tmp_path):
 
 # ------------------------------------------------------------------- NaN guard
 def test_similarity_fits_give_nan_for_non_finite_input_instead_of_raising():
-    from lib.losses.terms import similarity_transform
+    from lib.geometry import similarity_transform
     from lib.training.validation import aligned_vertex_error
 
     torch.manual_seed(0)
