@@ -145,7 +145,7 @@ sys.argv = ["train.py", *sys.argv[3:]]
 sys.path.insert(0, os.getcwd())
 runpy.run_path("train.py", run_name="__main__")
 '''
-KILL_RUN = [*TINY, "train.epochs=3", "train.last_every_minutes=1e-9", "train.num_threads=1"]  # last.pt every step
+KILL_RUN = [*TINY, "train.epochs=2", "train.last_every_minutes=1e-9", "train.num_threads=1"]  # last.pt every step
 
 
 def _train(out, *extra, kill=None):
@@ -176,8 +176,8 @@ def test_kill_during_metrics_write_loses_nothing(tmp_path):
     whole = str(tmp_path / "whole")
     assert _train(whole, cache).returncode == 0
     expected = load_checkpoint(os.path.join(whole, "checkpoints", "last.pt"))["model"]
-    # metrics write 2: the end of epoch 1 (write 1 is the validation before training);
-    # last.pt 4: epoch 2 after its first step (3 per epoch: 2 steps + the epoch's end).
+    # metrics write 2 / 3: the end of epoch 1 / 2 (write 1 is the validation before
+    # training); last.pt 4: epoch 2 after its first step (3 per epoch: 2 steps + the end).
     for kill in (("metrics", 2), ("metrics", 3), ("checkpoint", 4)):
         out = str(tmp_path / f"{kill[0]}{kill[1]}")
         killed = _train(out, cache, kill=kill)
