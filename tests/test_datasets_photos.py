@@ -84,7 +84,7 @@ def _pixel_face_tree(root) -> None:
 @needs_samples
 def test_pixel_face_dataset_on_fake_tree(tmp_path, preprocessor):
     _pixel_face_tree(tmp_path / "pf")
-    train = PixelFace(str(tmp_path / "pf"), "train", preprocessor, str(tmp_path / "cache"), progress=False)
+    train = PixelFace(str(tmp_path / "pf"), "train", preprocessor, str(tmp_path / "cache"), 3, progress=False)
     assert len(train) == 2 and [g.name for g in train.groups] == ["s01/1_neutral", "s02/3_smile"]
     summary = train.skipped_summary()
     assert "s02/3_smile: view 2 (right) is missing" in summary
@@ -99,7 +99,7 @@ def test_pixel_face_dataset_on_fake_tree(tmp_path, preprocessor):
     # The stored photo was transposed: the prepared crop is the upright original.
     original = np.asarray(Image.open(_sample(1, 1)).convert("RGB"), dtype=np.float32) / 255
     assert np.abs(item["rgb"][1].permute(1, 2, 0).numpy() - original).mean() < 0.03
-    val = PixelFace(str(tmp_path / "pf"), "val", preprocessor, str(tmp_path / "cache"), progress=False)
+    val = PixelFace(str(tmp_path / "pf"), "val", preprocessor, str(tmp_path / "cache"), 3, progress=False)
     assert len(val) == 1 and val[0]["mesh_path"].endswith(os.path.join("val_obj", "s09", "1_neutral.obj"))
     with pytest.raises(UserError, match="split folder not found"):
         PixelFace(str(tmp_path / "pf"), "test", preprocessor, str(tmp_path / "cache"))
@@ -113,7 +113,7 @@ def test_folder_layouts_and_bad_photos(tmp_path, preprocessor):
         shutil.copy(_sample(v, 0), seed / str(v) / f"anna{v}.png")
         if v != 2:
             shutil.copy(_sample(v, 1), seed / str(v) / f"bob{v}.png")
-    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), progress=False)
+    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), 3, progress=False)
     assert [g.name for g in ds.groups] == ["anna", "bob"]
     assert ds[1]["view_mask"].tolist() == [True, True, False] and ds[0]["name"] == "anna"
 
@@ -139,7 +139,7 @@ def test_folder_layouts_and_bad_photos(tmp_path, preprocessor):
     Image.fromarray(np.full((20, 20, 3), 128, np.uint8)).save(subjects / "fred" / "f0.png")  # tiny
     Image.fromarray(np.full((240, 240, 3), 128, np.uint8)).save(subjects / "fred" / "f1.png")  # no face
     (subjects / "fred" / "f2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    ds = FolderViews(str(subjects), preprocessor, str(tmp_path / "cache"), progress=False)
+    ds = FolderViews(str(subjects), preprocessor, str(tmp_path / "cache"), 3, progress=False)
     assert [g.name for g in ds.groups] == ["carl", "dora"]
     assert ds[1]["view_mask"].tolist() == [True, True, True]
     lines = ds.skipped_summary().splitlines()
@@ -149,9 +149,9 @@ def test_folder_layouts_and_bad_photos(tmp_path, preprocessor):
     assert any("fred: no usable view" in line for line in lines)
     os.makedirs(tmp_path / "empty")
     with pytest.raises(UserError, match="no photos found"):
-        discover_folder_views(str(tmp_path / "empty"))
+        discover_folder_views(str(tmp_path / "empty"), 3)
     with pytest.raises(UserError, match="input folder not found"):
-        discover_folder_views(str(tmp_path / "not_there"))
+        discover_folder_views(str(tmp_path / "not_there"), 3)
 
 
 @needs_samples
@@ -199,7 +199,7 @@ def test_dataloader_workers_read_the_cache(tmp_path, preprocessor):
         os.makedirs(seed / str(v))
         for i in range(2):
             shutil.copy(_sample(v, i), seed / str(v) / f"p{i}{v}.png")
-    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), progress=False)
+    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), 3, progress=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
     (batch,) = list(loader)
     assert batch["rgb"].shape == (2, 3, 3, 224, 224) and batch["name"] == ["p0", "p1"]
