@@ -39,6 +39,26 @@ TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 FEATURES = np.float32(0.99)  # loss.skin_weights[2] (default): weight of dilated features
 
 
+@pytest.fixture
+def renders(monkeypatch):
+    """(cull_backfaces, backend) of every `render_mesh` call (the loss, synthetic
+    data, heat maps, pictures), recorded at its rasterizer call."""
+    import lib.render.renderer as renderer
+
+    seen = []
+    real = renderer.rasterize
+
+    def spy(*args, cull_backfaces, backend):
+        seen.append((cull_backfaces, backend))
+        return real(*args, cull_backfaces=cull_backfaces, backend=backend)
+
+    monkeypatch.setattr(renderer, "rasterize", spy)
+    return seen
+
+
+RENDER = ["render.cull_backfaces=false", "render.backend=torch"]
+
+
 # --- train.py: the Trainer it builds (fit() not run) -------------------------------------------------------
 
 def build_trainer(out, overrides) -> train.Trainer:
@@ -106,28 +126,21 @@ def test_train_honours(section, base_trainer, tmp_path):
     assert check(before, after), f"{override}: {before!r} -> {after!r}"
 
 
-def test_train_honours_loss_weights_and_render(base_trainer, tmp_path, monkeypatch):
+def test_train_honours_loss_weights(base_trainer, tmp_path):
     """loss.*: the validation total drops by exactly weight x term when a weight is
-    zeroed (same network: same train.seed); render.*: the objective's renders get
-    the configured culling and backend."""
+    zeroed (same network: same train.seed)."""
     base = _validate(base_trainer)
-    no_photo = _validate(build_trainer(tmp_path / "a", ["loss.photometric=0"]))
+    no_photo = _validate(build_trainer(tmp_path, ["loss.photometric=0"]))
     assert no_photo["val/photometric"] == pytest.approx(base["val/photometric"], rel=1e-5)
     expected = base["val/total"] - 1.92 * base["val/photometric"]
     assert no_photo["val/total"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
-    import lib.losses.total as total
 
-    seen = []
-    real = total.render_mesh
-
-    def spy(*args, **kwargs):
-        seen.append((kwargs.get("cull_backfaces"), kwargs.get("backend")))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(total, "render_mesh", spy)
-    _validate(build_trainer(tmp_path / "b", ["render.cull_backfaces=false", "render.backend=torch"]))
-    assert seen and set(seen) == {(False, "torch")}
+def test_train_honours_render(tmp_path, renders):
+    """render.*: the synthetic data and the objective render with the configured
+    culling and backend."""
+    _validate(build_trainer(tmp_path, RENDER))
+    assert len(renders) > 1 and set(renders) == {(False, "torch")}
 
 
 def test_train_honours_face_model(tmp_path):
@@ -197,6 +210,13 @@ def test_pixel_face_honours(section, base_evaluation, tmp_path):
     assert check(before, after), f"{override}: {before!r} -> {after!r}"
 
 
+def test_pixel_face_honours_render(tmp_path, renders):
+    """render.*: the synthetic validation subjects and the heat maps render with the
+    configured culling and backend (the heat maps used the renderer's defaults)."""
+    evaluate(tmp_path, RENDER)
+    assert len(renders) > 1 and set(renders) == {(False, "torch")}
+
+
 # --- test_sample.py demo: the files it writes ------------------------------------------------------------
 
 DEMO = ["fit.demo_subjects=1", "fit.crop_size=64", "fit.render_size=32", "fit.steps_pose=3", "fit.steps_shape=4",
@@ -244,20 +264,11 @@ def test_sample_demo_honours(section, base_demo, tmp_path):
     assert check(before, after), f"{override}: {before!r} -> {after!r}"
 
 
-def test_sample_demo_honours_render(tmp_path, monkeypatch):
-    """render.*: fitting's objective renders with the configured culling and backend."""
-    import lib.losses.total as total
-
-    seen = []
-    real = total.render_mesh
-
-    def spy(*args, **kwargs):
-        seen.append((kwargs.get("cull_backfaces"), kwargs.get("backend")))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(total, "render_mesh", spy)
-    demo(tmp_path, ["render.cull_backfaces=false", "render.backend=torch"])
-    assert seen and set(seen) == {(False, "torch")}
+def test_sample_demo_honours_render(tmp_path, renders):
+    """render.*: the demo subjects, fitting's objective and the pictures render with
+    the configured culling and backend."""
+    demo(tmp_path, RENDER)
+    assert len(renders) > 1 and set(renders) == {(False, "torch")}
 
 
 # --- prepare.py: the preprocessing cache and overlays ----------------------------------------------------
@@ -273,7 +284,7 @@ def photo_folder(tmp_path_factory):
 
     cfg = load_config(None)
     arrays = generate_split(load_face_model("builtin"), dataclasses.replace(cfg.data, image_size=PHOTO), cfg.loss,
-                            "val", 1, progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                            "val", 1, progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     root = tmp_path_factory.mktemp("photos")
     for view in range(3):
         (root / str(view)).mkdir()

@@ -32,7 +32,7 @@ def _sample(view: int, index: int = 0) -> str:
 @pytest.fixture(scope="module")
 def preprocessor():
     pytest.importorskip("mediapipe")
-    return Preprocessor(PreprocessConfig(aligned=True), SKIN)
+    return Preprocessor(PreprocessConfig(aligned=True), SKIN, None, crop_size=224)
 
 
 def test_pixel_face_photo_rotation_and_landmark_file(tmp_path):
@@ -176,7 +176,7 @@ def test_cache_reuses_rebuilds_and_survives_workers(tmp_path, preprocessor, monk
     flipped = cache.get(str(photo))
     assert len(calls) == 1 and not np.array_equal(flipped["landmarks"], first["landmarks"])
     # Changed setting: another key, another folder.
-    other = PreprocessCache(str(tmp_path / "c"), Preprocessor(PreprocessConfig(aligned=True, feature_dilation_px=7), SKIN))
+    other = PreprocessCache(str(tmp_path / "c"), Preprocessor(PreprocessConfig(aligned=True, feature_dilation_px=7), SKIN, None, crop_size=224))
     assert other.folder != cache.folder and sorted(os.listdir(tmp_path / "c")) == sorted([os.path.basename(cache.folder), os.path.basename(other.folder)])
     # Failures are cached with their message.
     blank = tmp_path / "blank.png"

@@ -42,7 +42,8 @@ def synthetic_subject(morphable, seed=0, yaws=(-30.0, 0.0, 30.0)):
     )
     with torch.no_grad():
         instance = morphable(truth, (SIZE, SIZE))
-        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE),
+                             cull_backfaces=True, backend="auto")
         rgb = render.images["color"] * render.mask + 0.3 * (1 - render.mask)
     target = FitTarget(rgb=rgb.permute(0, 3, 1, 2).clamp(0, 1), landmarks=instance.landmarks.clone())
     return target, truth, instance.shape[0]
