@@ -84,7 +84,7 @@ def _pixel_face_tree(root) -> None:
 @needs_samples
 def test_pixel_face_dataset_on_fake_tree(tmp_path, preprocessor):
     _pixel_face_tree(tmp_path / "pf")
-    train = PixelFace(str(tmp_path / "pf"), "train", preprocessor, str(tmp_path / "cache"), 3, progress=False)
+    train = PixelFace(str(tmp_path / "pf"), "train", preprocessor, str(tmp_path / "cache"), progress=False)
     assert len(train) == 2 and [g.name for g in train.groups] == ["s01/1_neutral", "s02/3_smile"]
     summary = train.skipped_summary()
     assert "s02/3_smile: view 2 (right) is missing" in summary
@@ -99,7 +99,7 @@ def test_pixel_face_dataset_on_fake_tree(tmp_path, preprocessor):
     # The stored photo was transposed: the prepared crop is the upright original.
     original = np.asarray(Image.open(_sample(1, 1)).convert("RGB"), dtype=np.float32) / 255
     assert np.abs(item["rgb"][1].permute(1, 2, 0).numpy() - original).mean() < 0.03
-    val = PixelFace(str(tmp_path / "pf"), "val", preprocessor, str(tmp_path / "cache"), 3, progress=False)
+    val = PixelFace(str(tmp_path / "pf"), "val", preprocessor, str(tmp_path / "cache"), progress=False)
     assert len(val) == 1 and val[0]["mesh_path"].endswith(os.path.join("val_obj", "s09", "1_neutral.obj"))
     with pytest.raises(UserError, match="split folder not found"):
         PixelFace(str(tmp_path / "pf"), "test", preprocessor, str(tmp_path / "cache"))
