@@ -1,7 +1,7 @@
 """Every entry point honours the config sections it reads: one representative value
 per section is changed and its effect seen in the outputs or in the objects built.
 
-Sections per entry point (followed through the code; doc/configuration.md lists them):
+Sections per entry point (followed through the code):
 
 - train.py: face_model, model, render, data (+ data.synthetic), preprocess, loss,
   train, eval (validation scans);
