@@ -3,12 +3,14 @@ per section is changed and its effect seen in the outputs or in the objects buil
 
 Sections per entry point (followed through the code):
 
-- train.py: face_model, model, render, data (+ data.synthetic), preprocess, loss,
-  train, eval (validation scans);
-- test_pixel_face.py: face_model, model (from the checkpoint), data (+ synthetic),
-  preprocess and loss.skin_weights (Pixel-Face photos), train.device, eval;
+- train.py: face_model, model (+ num_views for folder datasets), render, data
+  (+ data.synthetic), preprocess, loss, train, eval (validation scans);
+- test_pixel_face.py: face_model, model (from the checkpoint), render (synthetic
+  subjects, heat maps), data (+ synthetic), preprocess and loss.skin_weights (Pixel-Face
+  photos: tests/test_evaluation_cli.py), train.device, eval;
 - test_sample.py: face_model, model.expression_per_view, render, data.synthetic
-  (demo), preprocess, loss, fit, eval (demo error), train.seed;
+  (demo), preprocess and loss (demo skin weights: tests/test_sample_cli.py), fit, eval
+  (demo error), train.seed (seeds torch; fitting draws nothing at random);
 - prepare.py: face_model (unaligned photos), data (root, cache_dir, image_size),
   preprocess, loss.skin_weights, model.num_views (folder layouts).
 
@@ -57,6 +59,20 @@ def renders(monkeypatch):
 
 
 RENDER = ["render.cull_backfaces=false", "render.backend=torch"]
+
+
+@pytest.mark.parametrize("entry", ["train", "test_pixel_face", "test_sample", "prepare"])
+def test_face_model_is_loaded_from_the_config(entry, tmp_path):
+    """face_model.*: every entry point loads the configured model (here a missing
+    BFM file: one clear error naming it) instead of the built-in one."""
+    missing = str(tmp_path / "missing.mat")
+    argv = ["--out", str(tmp_path / "out"), "face_model.source=bfm", f"face_model.path={missing}"]
+    if entry == "prepare":
+        argv += ["--input", str(tmp_path)]
+    main = {"train": train.main, "test_pixel_face": test_pixel_face.main, "test_sample": test_sample.main,
+            "prepare": prepare.main}[entry]
+    with pytest.raises(UserError, match="missing.mat"):
+        main(["--config", TINY, *argv, "train.device=cpu", "train.progress=false"])
 
 
 # --- train.py: the Trainer it builds (fit() not run) -------------------------------------------------------
@@ -141,12 +157,6 @@ def test_train_honours_render(tmp_path, renders):
     culling and backend."""
     _validate(build_trainer(tmp_path, RENDER))
     assert len(renders) > 1 and set(renders) == {(False, "torch")}
-
-
-def test_train_honours_face_model(tmp_path):
-    missing = tmp_path / "missing.mat"
-    with pytest.raises(UserError, match="missing.mat"):
-        build_trainer(tmp_path, ["face_model.source=bfm", f"face_model.path={missing}"])
 
 
 def test_train_folders_honour_model_num_views(tmp_path, monkeypatch):
@@ -243,6 +253,7 @@ def base_demo(tmp_path_factory):
 
 
 DEMO_CASES = {
+    "fit.texture_size": ("fit.texture_size=16", lambda r: r["texture"], lambda a, b: (a, b) == ((32, 32), (16, 16))),
     "fit.crop_size": ("fit.crop_size=48", lambda r: r["view_png"], lambda a, b: (a, b) == ((3 * 64 + 8, 64), (3 * 48 + 8, 48))),
     "fit.steps": ("fit.steps_shape=0 fit.steps_appearance=0", lambda r: np.abs(r["coeffs"]["identity"]).max(),
                   lambda a, b: a > 0 and b == 0),
@@ -329,8 +340,8 @@ def test_prepare_honours(section, photo_folder, base_prepared, tmp_path):
     assert check(observe(base_prepared), observe(after)), override
 
 
-def test_prepare_honours_data_cache_dir(photo_folder, tmp_path):
+def test_prepare_honours_data_root_and_cache_dir(photo_folder, tmp_path):
     cache = tmp_path / "elsewhere"
-    assert prepare.main(["--input", str(photo_folder), "--out", str(tmp_path / "out"), "preprocess.aligned=true",
+    assert prepare.main(["--out", str(tmp_path / "out"), "preprocess.aligned=true", f"data.root={photo_folder}",
                          f"data.image_size={PHOTO}", f"data.cache_dir={cache}"]) == 0
     assert glob.glob(str(cache / "preprocess-*" / "settings.json")) and not (tmp_path / "out" / "cache").exists()
