@@ -127,13 +127,13 @@ def test_unaligned_photo_is_cropped_and_drawn_back():
     """A frontal crop enlarged 1.8x into a bigger canvas: alignment finds the face again
     and maps crop landmarks back onto the canvas."""
     crop = _frontal_photo()
-    direct = detect_landmarks(crop)
+    direct = detect_landmarks(crop, "mediapipe")
     scale, shift = 1.8, np.array([150.0, 60.0])
     big = np.asarray(Image.fromarray(crop).resize((403, 403), Image.BICUBIC))  # 224 * 1.8
     canvas = np.full((560, 700, 3), 90, np.uint8)
     canvas[60:463, 150:553] = big
     result = Preprocessor(PreprocessConfig(aligned=False), SKIN, FAKE_MODEL, crop_size=224)(canvas, "canvas")
-    reference = estimate_alignment(direct, FIVE_3D, (224, 224))
+    reference = estimate_alignment(direct, FIVE_3D, (224, 224), 224)
     assert result.alignment.scale == pytest.approx(reference.scale / scale, rel=0.03)
     np.testing.assert_allclose(result.landmarks, reference.to_crop(direct), atol=3.0)
     np.testing.assert_allclose(result.alignment.to_image(result.landmarks), direct * scale + shift, atol=4.0)
@@ -144,10 +144,10 @@ def test_small_face_in_a_large_photo():
     """A face of ~1/60 of the frame (below the short-range detector's reach) is found
     through the full-range detector, with the same landmarks as in its own crop."""
     face = _frontal_photo()
-    direct = detect_landmarks(face)
+    direct = detect_landmarks(face, "mediapipe")
     canvas = np.full((1500, 2000, 3), 100, np.uint8)
     canvas[700:924, 1300:1524] = face
-    found = detect_landmarks(canvas)
+    found = detect_landmarks(canvas, "mediapipe")
     assert found is not None
     np.testing.assert_allclose(found, direct + [1300, 700], atol=3.0)
 
@@ -159,14 +159,14 @@ def test_several_faces_take_the_largest(caplog):
     canvas[38:262, 10:234] = face
     canvas[75:225, 360:510] = small
     with caplog.at_level(logging.WARNING):
-        found = detect_face(canvas, name="two.png")
+        found = detect_face(canvas, "mediapipe", name="two.png")
     assert found is not None and found.points68[:, 0].max() < 260
     assert "two.png: 2 faces found" in caplog.text
 
 
 def test_no_face_is_none_and_user_error():
     blank = np.full((240, 320, 3), 200, np.uint8)
-    assert detect_landmarks(blank) is None
+    assert detect_landmarks(blank, "mediapipe") is None
     with pytest.raises(UserError, match="blank.png: no face found"):
         Preprocessor(PreprocessConfig(aligned=False), SKIN, FAKE_MODEL, crop_size=224)(blank, "blank.png")
 
@@ -181,7 +181,7 @@ def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
     errors = []
     for name in sorted(os.listdir(folder)):
         image = read_image(os.path.join(folder, name))
-        ours, theirs = detect_landmarks(image), detect_landmarks(image, backend="dlib")
+        ours, theirs = detect_landmarks(image, "mediapipe"), detect_landmarks(image, backend="dlib")
         assert ours is not None and theirs is not None, name
         errors.append(np.linalg.norm(ours - theirs, axis=1).mean() / np.linalg.norm(theirs[36] - theirs[45]))
         result = pre(image, name)
