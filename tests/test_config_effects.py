@@ -89,7 +89,7 @@ def build_trainer(out, overrides) -> train.Trainer:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train, "Trainer", Captured)
-        argv = ["--config", TINY, "--out", str(out), "train.device=cpu", "train.progress=false", "train.num_threads=1",
+        argv = ["--config", TINY, "--out", str(out), "train.device=cpu", "train.progress=false",
                 "eval.scan_points=2000", "eval.refine_points=500", *overrides]
         assert train.main(argv) == 0
     return built[0]
