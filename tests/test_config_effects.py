@@ -33,12 +33,15 @@ import test_pixel_face
 import test_sample
 import train
 from lib.config import load_config
+from lib.config.schema import LossConfig
 from lib.errors import UserError
 from lib.facemodel import load_face_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-FEATURES = np.float32(0.99)  # loss.skin_weights[2] (default): weight of dilated features
+FEATURES = np.float32(LossConfig().skin_weights[2])  # weight of dilated features: the schema's (tiny.yaml)
+# prepare.py runs on its default config, configs/synthetic.yaml, which keeps its own skin weights.
+PREPARE_FEATURES = np.float32(load_config(os.path.join(ROOT, "configs", "synthetic.yaml")).loss.skin_weights[2])
 
 
 @pytest.fixture
@@ -325,7 +328,8 @@ def base_prepared(photo_folder, tmp_path_factory):
 
 PREPARE_CASES = {
     "data.image_size": ("data.image_size=96", lambda p: p["crop"], lambda a, b: (a, b) == ((PHOTO, PHOTO, 3), (96, 96, 3))),
-    "preprocess": ("preprocess.feature_dilation_px=30", lambda p: int((p["skin"] == FEATURES).sum()), lambda a, b: b > a),
+    "preprocess": ("preprocess.feature_dilation_px=30", lambda p: int((p["skin"] == PREPARE_FEATURES).sum()),
+                   lambda a, b: b > a),
     "loss.skin_weights": ("loss.skin_weights=[0.1,0.2,0.3]", lambda p: set(np.unique(p["skin"])),
                           lambda a, b: b == {np.float32(0.1), np.float32(0.2), np.float32(0.3)} and a != b),
     "model.num_views": ("model.num_views=2", lambda p: p["overlays"], lambda a, b: (a, b) == (3, 2)),

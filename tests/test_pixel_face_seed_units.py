@@ -43,7 +43,7 @@ def tree(tmp_path_factory, face_model):
     cfg = Config()
     cfg.data.image_size = 224
     renders = generate_split(face_model, cfg.data, cfg.loss, "val", 4, progress=False,
-                             feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                             feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     root = tmp_path_factory.mktemp("pixel_face")
     now7 = face_model.extra_landmarks["now7"]
     for split, subject, index in (("train", "s0", 0), ("train", "s1", 1), ("val", "s2", 2), ("val", "s3", 3)):
