@@ -18,6 +18,11 @@ Sections (doc/gpu.md says what each row means):
              (`Trainer`'s own step: network, objective, backward, fused Adam) in
              three-view samples per second; bf16 vs float32 agreement of the objective
              (every term) and of its gradient on the same weights and batch
+- data:      the training data path of photo datasets (Pixel-Face, folders) without
+             the GPU work: `Trainer`'s own DataLoader (its workers, collate and pinned
+             memory) over `PreparedViews` reading a filled preprocessing cache, batches
+             moved to the device; three-view samples per second at data.num_workers
+             4 (the paper preset) and 8
 - ddp:       `torchrun --nproc_per_node=1 train.py` on configs/tiny.yaml for one epoch
              (2 steps): nccl process group, DistributedDataParallel, SyncBatchNorm
 
@@ -51,8 +56,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
 
-SECTIONS = ("tests", "raster", "network", "objective", "ddp")
-SECTION_LIMIT_S = {"tests": 60, "raster": 40, "network": 100, "objective": 80, "ddp": 80}
+SECTIONS = ("tests", "raster", "network", "objective", "data", "ddp")
+SECTION_LIMIT_S = {"tests": 60, "raster": 40, "network": 100, "objective": 80, "data": 40, "ddp": 80}
 """Wall-clock limit per child process on the GPU (seconds; the sum keeps the whole
 check under 6 minutes even when every section runs to its limit)."""
 SMOKE_LIMIT_S = 300
@@ -92,14 +97,16 @@ class Sizes:
     net_image: int | None  # None: the config's image size
     face_grid: int
     step_batches: tuple
+    data_samples: int  # samples in the data section's epoch
+    data_workers: tuple
     repeats: int
     warmup: bool  # one untimed call first (CUDA context, cuDNN autotuning, numba compilation)
 
 
 GPU_SIZES = Sizes(raster_grid=189, raster_image=224, raster_batches=(3, 36), net_config="pixel_face.yaml",
-                  net_batches=(12, 24), net_image=None, face_grid=189, step_batches=(12, 24), repeats=3, warmup=True)
+                  net_batches=(12, 24), net_image=None, face_grid=189, step_batches=(12, 24), data_samples=240, data_workers=(4, 8), repeats=3, warmup=True)
 SMOKE_SIZES = Sizes(raster_grid=25, raster_image=32, raster_batches=(1, 2), net_config="tiny.yaml",
-                    net_batches=(2,), net_image=None, face_grid=25, step_batches=(2,), repeats=1, warmup=False)
+                    net_batches=(2,), net_image=None, face_grid=25, step_batches=(2,), data_samples=8, data_workers=(0, 2), repeats=1, warmup=False)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -296,42 +303,64 @@ def raster_rows(device: torch.device, sizes: Sizes) -> list[Row]:
 
 
 def network_rows(device: torch.device, sizes: Sizes) -> list[Row]:
-    """Forward + backward of the paper's network: batch x dtype x memory format, then
-    the involution paths at the first batch in bf16."""
-    from bench.model import BFM09_SIZES
-    from models.mvrnet import MVRNet
-
+    """Forward + backward of the paper's network: batch x dtype x memory format; then
+    at the first batch in bf16 the involution paths, and cuDNN's autotuner."""
     cfg = paper_config(sizes)
     size = sizes.net_image or cfg.data.image_size
-    variants = [(b, amp, cl, cfg.model.involution) for b in sizes.net_batches for amp in (False, True)
-                for cl in (False, True)]
-    variants += [(sizes.net_batches[0], True, False, inv) for inv in ("unfold", "lean")]
+    auto = cfg.model.involution
+    first = sizes.net_batches[0]
+    variants = [(b, amp, cl, auto, False) for b in sizes.net_batches for amp in (False, True) for cl in (False, True)]
+    variants += [(first, True, False, inv, False) for inv in ("unfold", "lean")]
+    variants += [(first, True, cl, auto, True) for cl in (False, True)]
     rows = []
-    for batch, amp, channels_last, involution in variants:
+    for batch, amp, channels_last, involution, autotune in variants:
         name = (f"network {size} px, batch {batch}, {'bf16' if amp else 'fp32'}, "
-                f"{'channels_last' if channels_last else 'NCHW'}, involution {involution}")
+                f"{'channels_last' if channels_last else 'NCHW'}, involution {involution}"
+                + (", cudnn.benchmark" if autotune else ""))
 
-        def run(batch=batch, amp=amp, channels_last=channels_last, involution=involution) -> Row:
-            torch.manual_seed(0)
-            model = MVRNet(dataclasses.replace(cfg.model, involution=involution), BFM09_SIZES, size).to(device).train()
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            gen = torch.Generator().manual_seed(0)
-            rgb = torch.rand(batch, 3, 3, size, size, generator=gen).to(device)
-            parsing = torch.randint(0, 10, (batch, 3, size, size), generator=gen).to(device)
-
-            def step():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    coeffs = model(rgb, parsing)
-                    loss = sum(t.float().square().mean() for t in coeffs.as_dict().values())
-                model.zero_grad(set_to_none=True)
-                loss.backward()
-
-            seconds, peak = timed(step, device, sizes)
+        def run(batch=batch, amp=amp, channels_last=channels_last, involution=involution, autotune=autotune,
+                name=name) -> Row:
+            with _cudnn_benchmark(autotune):
+                seconds, peak = _network_step_seconds(cfg, sizes, device, size, batch, amp, channels_last, involution)
             return Row("network", name, f"fwd+bwd {seconds:.3f} s, {batch / seconds:.1f} samples/s", peak)
 
         rows.append(guarded("network", name, run))
     return rows
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool):
+    """torch.backends.cudnn.benchmark set to `enabled` inside the block."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _network_step_seconds(cfg, sizes: Sizes, device: torch.device, size: int, batch: int, amp: bool,
+                          channels_last: bool, involution: str) -> tuple[float, float | None]:
+    """`timed` forward + backward of a fresh network (loss: the coefficients' squares)."""
+    from bench.model import BFM09_SIZES
+    from models.mvrnet import MVRNet
+
+    torch.manual_seed(0)
+    model = MVRNet(dataclasses.replace(cfg.model, involution=involution), BFM09_SIZES, size).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(batch, 3, 3, size, size, generator=gen).to(device)
+    parsing = torch.randint(0, 10, (batch, 3, size, size), generator=gen).to(device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            coeffs = model(rgb, parsing)
+            loss = sum(t.float().square().mean() for t in coeffs.as_dict().values())
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+
+    return timed(step, device, sizes)
 
 
 def _objective(trainer, batch: dict, amp: bool):
@@ -453,6 +482,83 @@ def objective_rows(device: torch.device, sizes: Sizes) -> list[Row]:
     return rows
 
 
+class _CannedPreprocessor:
+    """Stands in for `lib.preprocess.Preprocessor` when filling the data section's
+    cache: the same settings (hence the same cache key) and output arrays, a random
+    crop instead of detection, alignment and parsing."""
+
+    def __init__(self, crop_size: int):
+        from lib.config.schema import PreprocessConfig
+
+        self.cfg, self.crop_size = PreprocessConfig(aligned=True), crop_size
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, image: np.ndarray, path: str):
+        from types import SimpleNamespace
+
+        size = self.crop_size
+        return SimpleNamespace(
+            crop=self.rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+            landmarks=self.rng.uniform(0, size, (68, 2)).astype(np.float32),
+            parsing=self.rng.integers(0, 10, (size, size), dtype=np.uint8),
+            skin_weight=self.rng.uniform(0, 1, (size, size)).astype(np.float32),
+            alignment=SimpleNamespace(matrix=np.eye(2, 3)),
+        )
+
+
+PHOTO_BYTES = 100_000  # a photo file's size (its bytes are hashed once, when the dataset is built)
+
+
+def data_rows(device: torch.device, sizes: Sizes) -> list[Row]:
+    """Samples per second through the Trainer's loader over a filled cache."""
+    from data.cache import PreprocessCache
+    from data.samples import PreparedViews, ViewGroup
+    from lib.training import Trainer
+    from models.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tempfile.TemporaryDirectory(prefix="gpu_check_data_")
+    rng = np.random.default_rng(0)
+    groups = []
+    for i in range(sizes.data_samples):
+        paths = []
+        for view in range(3):
+            path = os.path.join(folder.name, f"s{i}_v{view}.jpg")
+            with open(path, "wb") as f:
+                f.write(rng.bytes(PHOTO_BYTES))
+            paths.append(path)
+        groups.append(ViewGroup(f"s{i}", tuple(paths)))
+    batch = max(sizes.step_batches)
+    cfg = paper_config(sizes, (f"train.batch_size={batch}",))
+    cache = PreprocessCache(os.path.join(folder.name, "cache"), _CannedPreprocessor(cfg.data.image_size),
+                            loader=lambda path: np.zeros((8, 8, 3), np.uint8))
+    dataset = PreparedViews(groups, cache, progress=False)  # fills the cache, as at the start of training
+    face_model = bfm_size_face_model(SMOKE_SIZES.face_grid)  # the loader does not depend on it
+    rows = []
+    for workers in sizes.data_workers:
+        name = f"data: Trainer loader, {len(dataset)} samples, batch {batch}, {workers} workers, to {device.type}"
+
+        def run(workers=workers) -> Row:
+            run_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=workers))
+            trainer = Trainer(torch.nn.Linear(1, 1), face_model, dataset, None, run_cfg, folder.name,
+                              save_checkpoint, load_checkpoint, device=device)
+            trainer.sampler.set_epoch(0)
+            start = time.perf_counter()
+            first, count = None, 0
+            for cpu_batch in trainer.train_loader:
+                moved = [v.to(device, non_blocking=True) for v in cpu_batch.values() if torch.is_tensor(v)]
+                sync(device)
+                count += moved[0].shape[0]
+                first = first if first is not None else time.perf_counter()
+            end = time.perf_counter()
+            steady = (count - batch) / (end - first) if count > batch and end > first else float("nan")
+            return Row("data", name, f"{steady:.0f} samples/s after the first batch ({1000 * (first - start):.0f} ms: "
+                                     f"worker start); {count / (end - start):.0f} samples/s over the epoch")
+
+        rows.append(guarded("data", name, run))
+    folder.cleanup()
+    return rows
+
+
 def ddp_rows(device: torch.device, smoke: bool) -> list[Row]:
     """torchrun --nproc_per_node=1 train.py on configs/tiny.yaml, one epoch."""
     name = "torchrun --nproc_per_node=1 train.py (tiny, 1 epoch, sync_bn)"
@@ -492,6 +598,8 @@ def section_rows(section: str, device: torch.device, smoke: bool) -> list[Row]:
         return network_rows(device, sizes)
     if section == "objective":
         return objective_rows(device, sizes)
+    if section == "data":
+        return data_rows(device, sizes)
     if section == "ddp":
         return ddp_rows(device, smoke)
     raise ValueError(f"unknown section {section!r}; one of {', '.join(SECTIONS)}")
