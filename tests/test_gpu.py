@@ -109,7 +109,8 @@ def test_gpu_check_smoke_run_has_every_row_and_bf16_agrees():
     assert sum(n.startswith("rasterizer torch") for n in names) == 2
     assert sum(n.startswith("network") for n in names) == 6  # 2 dtypes x 2 formats + 2 involutions
     assert sum(n.startswith("training step") for n in names) == 2
-    (agreement,) = [r for r in rows if r.name.startswith("bf16 vs fp32")]
+    assert sum(n.startswith("bf16 vs fp32") for n in names) == 2  # initial weights, after a step
+    (agreement,) = [r for r in rows if r.name.startswith("bf16 vs fp32") and r.name.endswith("initial weights")]
     rel = float(re.search(r"\(rel ([0-9.e+-]+)\)", agreement.result).group(1))
     cosine = float(re.search(r"gradient cosine ([0-9.]+)", agreement.result).group(1))
     assert rel <= AGREEMENT_RTOL and cosine >= AGREEMENT_MIN_COSINE
