@@ -95,7 +95,6 @@ class Sizes:
     raster_batches: tuple
     net_config: str
     net_batches: tuple
-    net_image: int | None  # None: the config's image size
     face_grid: int
     step_batches: tuple
     data_samples: int  # samples in the data section's epoch
@@ -105,9 +104,11 @@ class Sizes:
 
 
 GPU_SIZES = Sizes(raster_grid=189, raster_image=224, raster_batches=(3, 36), net_config="pixel_face.yaml",
-                  net_batches=(12, 24), net_image=None, face_grid=189, step_batches=(12, 24), data_samples=240, data_workers=(4, 8), repeats=3, warmup=True)
+                  net_batches=(12, 24), face_grid=189, step_batches=(12, 24), data_samples=240,
+                  data_workers=(4, 8), repeats=3, warmup=True)
 SMOKE_SIZES = Sizes(raster_grid=25, raster_image=32, raster_batches=(1, 2), net_config="tiny.yaml",
-                    net_batches=(2,), net_image=None, face_grid=25, step_batches=(2,), data_samples=8, data_workers=(0, 2), repeats=1, warmup=False)
+                    net_batches=(2,), face_grid=25, step_batches=(2,), data_samples=8, data_workers=(0, 2),
+                    repeats=1, warmup=False)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -158,7 +159,7 @@ def bfm_size_face_model(grid: int):
     0..255; 80 identity / 64 expression / 80 texture modes) built for the face-like
     grid mesh of `lib.render.synthetic`, then read by the project's BFM loader.
 
-    grid 189 is cut to BFM's 35,709 vertices, so the loader attaches BFM's NoW and
+    The 189 x 189 grid is cut to BFM's 35,709 vertices, so the loader attaches BFM's NoW and
     Pixel-Face 101-point index sets (the 3D landmark term then uses 101 points, as
     in training on Pixel-Face). The bases are smooth random fields (a few mm per
     unit coefficient), the 68 landmarks the vertices nearest to the built-in
@@ -166,10 +167,10 @@ def bfm_size_face_model(grid: int):
     """
     from lib.facemodel.bfm import BFM_FRONT_VERTICES, MAX_MODES, face_model_from_front
     from lib.facemodel.builtin import LANDMARK_DESIGN_XY_MM
-    from lib.render.synthetic import face_like_mesh
+    from lib.render.synthetic import BFM_FRONT_GRID, face_like_mesh
 
     vertices, faces = (t.double().numpy() for t in face_like_mesh(grid))
-    if grid == 189:
+    if grid == BFM_FRONT_GRID:
         keep = BFM_FRONT_VERTICES
         vertices = vertices[:keep]
         faces = faces[(faces < keep).all(axis=1)]
@@ -312,7 +313,7 @@ def network_rows(device: torch.device, sizes: Sizes) -> list[Row]:
     """Forward + backward of the paper's network: batch x dtype x memory format; then
     at the first batch in bf16 the involution paths, and cuDNN's autotuner."""
     cfg = paper_config(sizes)
-    size = sizes.net_image or cfg.data.image_size
+    size = cfg.data.image_size
     auto = cfg.model.involution
     first = sizes.net_batches[0]
     variants = [(b, amp, cl, auto, False) for b in sizes.net_batches for amp in (False, True) for cl in (False, True)]
