@@ -206,7 +206,7 @@ def synthetic_samples(face_model, count: int, size: int, views: int = 3, seed: i
     photos, parsing and skin weights, target landmarks = the mean face's under the
     canonical pose plus 2 px noise, 3D landmarks = the mean face's at the points the
     objective's 3D term uses."""
-    from lib.losses.total import landmark3d_vertices
+    from lib.facemodel.derived import landmark3d_vertices
     from lib.morphable import FaceCoefficients, MorphableModel
 
     gen = torch.Generator().manual_seed(seed)
@@ -372,7 +372,7 @@ def _network_step_seconds(cfg, sizes: Sizes, device: torch.device, size: int, ba
 
 def _objective(trainer, batch: dict, amp: bool):
     """The training objective as `Trainer` evaluates it (network under autocast,
-    coefficients in float32, then `multiview_losses` with the run's render options),
+    coefficients in float32, then `multiview_losses`, the one objective),
     with bf16 autocast on or off on the batch's device (CPU too, unlike training).
     Returns the LossResult."""
     from lib.losses import multiview_losses
@@ -380,7 +380,7 @@ def _objective(trainer, batch: dict, amp: bool):
     with torch.autocast(batch["rgb"].device.type, dtype=torch.bfloat16, enabled=amp):
         coeffs = trainer.model(batch["rgb"], batch["parsing"], batch["view_mask"])
     coeffs = coeffs.map(lambda t: t.float())
-    return multiview_losses(trainer.morphable, coeffs, batch, trainer.cfg.loss, True, **trainer.render_options)
+    return multiview_losses(trainer.morphable, coeffs, batch, trainer.cfg.loss, trainer.cfg.render, True)
 
 
 def objective_rows(device: torch.device, sizes: Sizes) -> list[Row]:
@@ -423,7 +423,7 @@ def objective_rows(device: torch.device, sizes: Sizes) -> list[Row]:
         leaf = coeffs.map(lambda t: t.float().requires_grad_())
 
         def step():
-            result = multiview_losses(trainer.morphable, leaf, batch, trainer.cfg.loss, True, **trainer.render_options)
+            result = multiview_losses(trainer.morphable, leaf, batch, trainer.cfg.loss, trainer.cfg.render, True)
             result.total.backward()
 
         seconds, peak = timed(step, device, sizes)
