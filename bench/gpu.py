@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine  # noqa: E402
 
 SECTIONS = ("tests", "raster", "network", "objective", "data", "ddp")
-SECTION_LIMIT_S = {"tests": 50, "raster": 30, "network": 100, "objective": 70, "data": 40, "ddp": 60}
+SECTION_LIMIT_S = {"tests": 60, "raster": 25, "network": 90, "objective": 60, "data": 35, "ddp": 60}
 """Wall-clock limit per child process on the GPU (seconds; the sum keeps the whole
 check under 6 minutes even when every section runs to its limit)."""
 SMOKE_LIMIT_S = 300
