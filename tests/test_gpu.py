@@ -107,7 +107,7 @@ def test_gpu_check_smoke_run_has_every_row_and_bf16_agrees():
     assert [r.status for r in rows] == ["ok"] * len(rows), format_table(rows)
     names = [r.name for r in rows]
     assert sum(n.startswith("rasterizer torch") for n in names) == 2
-    assert sum(n.startswith("network") for n in names) == 6  # 2 dtypes x 2 formats + 2 involutions
+    assert sum(n.startswith("network") for n in names) == 8  # 2 dtypes x 2 formats, 2 involutions, 2 autotuned
     assert sum(n.startswith("training step") for n in names) == 2
     assert sum(n.startswith("bf16 vs fp32") for n in names) == 2  # initial weights, after a step
     (agreement,) = [r for r in rows if r.name.startswith("bf16 vs fp32") and r.name.endswith("initial weights")]
