@@ -309,26 +309,31 @@ def raster_rows(device: torch.device, sizes: Sizes) -> list[Row]:
     return rows
 
 
-def network_rows(device: torch.device, sizes: Sizes) -> list[Row]:
-    """Forward + backward of the paper's network: batch x dtype x memory format; then
-    at the first batch in bf16 the involution paths, and cuDNN's autotuner."""
-    cfg = paper_config(sizes)
-    size = cfg.data.image_size
+def network_variants(cfg, sizes: Sizes) -> list[tuple]:
+    """(batch, bf16, channels_last, involution, cudnn.benchmark) of each network row:
+    batch x dtype x memory format; then at the first batch in bf16 the involution
+    paths, and cuDNN's autotuner."""
     auto = cfg.model.involution
     first = sizes.net_batches[0]
     variants = [(b, amp, cl, auto, False) for b in sizes.net_batches for amp in (False, True) for cl in (False, True)]
     variants += [(first, True, False, inv, False) for inv in ("unfold", "lean")]
-    variants += [(first, True, cl, auto, True) for cl in (False, True)]
+    return variants + [(first, True, cl, auto, True) for cl in (False, True)]
+
+
+def network_rows(device: torch.device, sizes: Sizes) -> list[Row]:
+    """Forward + backward of the paper's network, one row per `network_variants`."""
+    cfg = paper_config(sizes)
+    size = cfg.data.image_size
     rows = []
-    for batch, amp, channels_last, involution, autotune in variants:
+    for batch, amp, channels_last, involution, autotune in network_variants(cfg, sizes):
         name = (f"network {size} px, batch {batch}, {'bf16' if amp else 'fp32'}, "
                 f"{'channels_last' if channels_last else 'NCHW'}, involution {involution}"
                 + (", cudnn.benchmark" if autotune else ""))
 
         def run(batch=batch, amp=amp, channels_last=channels_last, involution=involution, autotune=autotune,
                 name=name) -> Row:
-            with _cudnn_benchmark(autotune):
-                seconds, peak = _network_step_seconds(cfg, sizes, device, size, batch, amp, channels_last, involution)
+            with cudnn_benchmark(autotune):
+                seconds, peak = network_step_seconds(cfg, sizes, device, size, batch, amp, channels_last, involution)
             return Row("network", name, f"fwd+bwd {seconds:.3f} s, {batch / seconds:.1f} samples/s", peak)
 
         rows.append(guarded("network", name, run))
@@ -336,7 +341,7 @@ def network_rows(device: torch.device, sizes: Sizes) -> list[Row]:
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(enabled: bool):
+def cudnn_benchmark(enabled: bool):
     """torch.backends.cudnn.benchmark set to `enabled` inside the block."""
     saved = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = enabled
@@ -346,7 +351,7 @@ def _cudnn_benchmark(enabled: bool):
         torch.backends.cudnn.benchmark = saved
 
 
-def _network_step_seconds(cfg, sizes: Sizes, device: torch.device, size: int, batch: int, amp: bool,
+def network_step_seconds(cfg, sizes: Sizes, device: torch.device, size: int, batch: int, amp: bool,
                           channels_last: bool, involution: str) -> tuple[float, float | None]:
     """`timed` forward + backward of a fresh network (loss: the coefficients' squares)."""
     from bench.model import BFM09_SIZES

@@ -97,17 +97,27 @@ def test_bfm_size_face_model_has_bfm09_layout():
 
 @pytest.mark.slow
 def test_gpu_check_smoke_run_has_every_row_and_bf16_agrees():
-    """bench/gpu.py --cpu-smoke, in process: every row of the rasterizer, network and
-    objective sections runs (tiny sizes) and bf16 autocast gives the fp32 objective
-    within the check's tolerance. (The tests and ddp sections start child processes:
-    run by hand, see doc/gpu.md.)"""
-    from bench.gpu import AGREEMENT_MIN_COSINE, AGREEMENT_RTOL, format_table, run_check
+    """bench/gpu.py --cpu-smoke, in process: every row of the rasterizer and objective
+    sections runs (tiny sizes) and bf16 autocast gives the fp32 objective within the
+    check's tolerance; the network section's rows are distinct and its least common
+    path (bf16, channels_last, lean involution, cuDNN autotuner flag) runs. (The tests,
+    data and ddp sections start processes: `bench/gpu.py --cpu-smoke` runs them.)"""
+    from bench.gpu import (
+        AGREEMENT_MIN_COSINE,
+        AGREEMENT_RTOL,
+        SMOKE_SIZES,
+        cudnn_benchmark,
+        format_table,
+        network_step_seconds,
+        network_variants,
+        paper_config,
+        run_check,
+    )
 
-    rows = run_check(("raster", "network", "objective"), smoke=True, isolate=False)
+    rows = run_check(("raster", "objective"), smoke=True, isolate=False)
     assert [r.status for r in rows] == ["ok"] * len(rows), format_table(rows)
     names = [r.name for r in rows]
     assert sum(n.startswith("rasterizer torch") for n in names) == 2
-    assert sum(n.startswith("network") for n in names) == 8  # 2 dtypes x 2 formats, 2 involutions, 2 autotuned
     assert sum(n.startswith("training step") for n in names) == 2
     assert sum(n.startswith("bf16 vs fp32") for n in names) == 2  # initial weights, after a step
     (agreement,) = [r for r in rows if r.name.startswith("bf16 vs fp32") and r.name.endswith("initial weights")]
@@ -116,6 +126,14 @@ def test_gpu_check_smoke_run_has_every_row_and_bf16_agrees():
     assert rel <= AGREEMENT_RTOL and cosine >= AGREEMENT_MIN_COSINE
     table = format_table(rows)
     assert all(name in table for name in names)
+
+    cfg = paper_config(SMOKE_SIZES)
+    variants = network_variants(cfg, SMOKE_SIZES)
+    assert len(variants) == len(set(variants)) == 8  # 2 dtypes x 2 formats, 2 involutions, 2 autotuned
+    with cudnn_benchmark(True):
+        seconds, peak = network_step_seconds(cfg, SMOKE_SIZES, torch.device("cpu"), cfg.data.image_size, 2,
+                                             amp=True, channels_last=True, involution="lean")
+    assert seconds > 0 and peak is None
 
 
 # ------------------------------------------------------------------------ CUDA
