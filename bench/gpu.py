@@ -61,7 +61,7 @@ SECTIONS = ("tests", "raster", "network", "objective", "data", "ddp")
 SECTION_LIMIT_S = {"tests": 60, "raster": 25, "network": 90, "objective": 60, "data": 35, "ddp": 60}
 """Wall-clock limit per child process on the GPU (seconds; the sum keeps the whole
 check under 6 minutes even when every section runs to its limit)."""
-SMOKE_LIMIT_S = 300
+SMOKE_LIMIT_S = 600
 """Limit per child process in --cpu-smoke mode on a shared 2-core machine."""
 
 TARGET_SAMPLES_PER_S = 300.0  # issue 18: 1.2 M three-view samples in about an hour
@@ -512,10 +512,11 @@ class _CannedPreprocessor:
     cache: the same settings (hence the same cache key) and output arrays, a random
     crop instead of detection, alignment and parsing."""
 
-    def __init__(self, crop_size: int):
+    def __init__(self, crop_size: int, skin_weights):
         from lib.config.schema import PreprocessConfig
 
         self.cfg, self.crop_size = PreprocessConfig(aligned=True), crop_size
+        self.skin_weights = tuple(float(w) for w in skin_weights)
         self.rng = np.random.default_rng(0)
 
     def __call__(self, image: np.ndarray, path: str):
@@ -554,7 +555,7 @@ def data_rows(device: torch.device, sizes: Sizes) -> list[Row]:
         groups.append(ViewGroup(f"s{i}", tuple(paths)))
     batch = max(sizes.step_batches)
     cfg = paper_config(sizes, (f"train.batch_size={batch}",))
-    cache = PreprocessCache(os.path.join(folder.name, "cache"), _CannedPreprocessor(cfg.data.image_size),
+    cache = PreprocessCache(os.path.join(folder.name, "cache"), _CannedPreprocessor(cfg.data.image_size, cfg.loss.skin_weights),
                             loader=lambda path: np.zeros((8, 8, 3), np.uint8))
     dataset = PreparedViews(groups, cache, progress=False)  # fills the cache, as at the start of training
     face_model = bfm_size_face_model(SMOKE_SIZES.face_grid)  # the loader does not depend on it
