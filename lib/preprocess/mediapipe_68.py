@@ -63,3 +63,38 @@ LIPS_OUTER_LOWER = (291, 375, 321, 405, 314, 17, 84, 181, 91, 146, 61)
 LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LIPS_INNER_LOWER = (308, 324, 318, 402, 317, 14, 87, 178, 88, 95, 78)
 """Lip contours, each running between the two mouth corners (61/291 outer, 78/308 inner)."""
+
+
+def slide_jaw_to_outline(points68: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """The 68 points with the jaw contour (0-7, 9-16; the chin 8 stays) moved onto the
+    visible outline of the face, as 300-W annotates it.
+
+    points68 float [68, 2] px from MESH_TO_68; mesh float [N, 2] px, the dense mesh.
+    The outline is the convex hull of the projected mesh (in a turned face the mesh's
+    far-side cheek points form the silhouette, while the fixed face-oval vertices lie
+    behind it, inside the hull). Each jaw point moves outward along the face's
+    horizontal axis (the outer eye corners' direction, so roll does not matter) to
+    where that line leaves the hull; points already on the hull (frontal faces, the
+    near side) stay. Returns a new float [68, 2] array.
+    """
+    from scipy.spatial import ConvexHull
+
+    hull = mesh[ConvexHull(mesh).vertices].astype(np.float64)  # counter-clockwise polygon
+    edges_from, edges_to = hull, np.roll(hull, -1, axis=0)
+    axis = points68[45] - points68[36]
+    axis = axis / max(np.linalg.norm(axis), 1e-9)
+    out = points68.astype(np.float64).copy()
+    for j in list(range(8)) + list(range(9, 17)):
+        direction = -axis if j < 8 else axis
+        start = out[j]
+        # Ray start + t d against every edge a + s (b - a): solve [d, a - b] [t, s] = a - start.
+        edge = edges_to - edges_from
+        det = direction[0] * -edge[:, 1] + edge[:, 0] * direction[1]
+        rhs = edges_from - start
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (rhs[:, 0] * -edge[:, 1] + edge[:, 0] * rhs[:, 1]) / det
+            s = (direction[0] * rhs[:, 1] - direction[1] * rhs[:, 0]) / det
+        hits = t[(np.abs(det) > 1e-12) & (s >= 0) & (s <= 1) & (t > 0)]
+        if hits.size:
+            out[j] = start + hits.max() * direction
+    return out.astype(points68.dtype)
