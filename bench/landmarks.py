@@ -30,6 +30,8 @@ absent are skipped with a line saying so.
    one rigid 3D point set seen by three cameras. The residual of the best rank-3
    (affine camera) factorisation of the stacked, centred points [6, 51] is that
    consistency error (NME per view, front view's eye distance).
+   Greyscale: each photo also in greyscale and in greyscale at half contrast (old
+   prints), compared with the backend's own points on the colour photo.
 3. Agreement between backends on those photos (per region, frontal and side views),
    with dlib (trained on 300-W) as reference: a hint of which definitions differ, not
    an accuracy.
@@ -58,7 +60,8 @@ from lib.facemodel.ict import convert_ict  # noqa: E402
 from lib.fitting.contour import contour_lines, select_contour  # noqa: E402
 from lib.morphable import FaceCoefficients, MorphableModel  # noqa: E402
 from lib.preprocess import read_image  # noqa: E402
-from lib.preprocess.landmarks import DlibBackend, LandmarkBackend, MediapipeBackend, MediapipeDlibBackend  # noqa: E402
+from lib.preprocess.landmarks import (DlibBackend, FaceLandmarks, LandmarkBackend, MediapipeBackend,  # noqa: E402
+                                      MediapipeDlibBackend)
 from lib.render import render_mesh  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -197,15 +200,34 @@ class Clahe(LandmarkBackend):
         return self._inner.detect_all(self._cv2.cvtColor(lab, self._cv2.COLOR_LAB2RGB))
 
 
+OLD_MESH_TO_68 = np.array([
+    127, 234, 132, 58, 172, 150, 149, 148, 152, 377, 378, 379, 397, 288, 361, 454, 356,
+    70, 63, 105, 66, 55, 285, 296, 334, 293, 300, 168, 197, 5, 4, 98, 97, 2, 326, 327,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87,
+])
+"""The 468 -> 68 picks before issue 15 (fixed vertices, no re-spacing), for the "before" rows."""
+
+
+class OldMapping(LandmarkBackend):
+    """The default before issue 15: plain 468-point mesh, OLD_MESH_TO_68 picks."""
+
+    def __init__(self):
+        self._mesh = MediapipeBackend(refine=False, jaw="mesh")
+
+    def detect_all(self, image):
+        return [FaceLandmarks(points68=face.dense[OLD_MESH_TO_68], box=face.box, dense=face.dense)
+                for face in self._mesh.detect_all(image)]
+
+
 VARIANTS = {
-    "mp468_mesh": lambda: MediapipeBackend(refine=False, jaw="mesh"),  # the old default
+    "before": OldMapping,  # the default before issue 15
     "mp468_outline": lambda: MediapipeBackend(refine=False, jaw="outline"),
     "mp478_mesh": lambda: MediapipeBackend(refine=True, jaw="mesh"),
     "mp478_outline": lambda: MediapipeBackend(refine=True, jaw="outline"),  # the new default
     "mp478_out_clahe": lambda: Clahe(MediapipeBackend(refine=True, jaw="outline")),
     "dlib": lambda: DlibBackend(),
     "mp_dlib": lambda: MediapipeDlibBackend(refine=True),
-    "mp_dlib_clahe": lambda: Clahe(MediapipeDlibBackend(refine=True)),
 }
 """Backends and variants compared (names as printed)."""
 _built: dict[str, LandmarkBackend] = {}
@@ -319,6 +341,18 @@ def stability_and_agreement(backends: list[str], overlays: str | None) -> None:
                 rows.setdefault((name, label), []).append(errors)
     print_table("2a. stability on the 18 Pixel-Face photos: NME between the photo and 4 re-framings of it",
                 rows, "views")
+    grey_rows: dict = {}
+    for name in backends:
+        for (view, _, image), base in zip(photos, points[name]):
+            if base is None:
+                continue
+            grey = np.repeat((image.astype(np.float64) @ [0.299, 0.587, 0.114])[..., None], 3, axis=-1)
+            for tag, copy in (("grey", grey), ("grey_low", 0.5 * grey + 64)):
+                pred = detect(name, copy.round().astype(np.uint8))
+                grey_rows.setdefault((name, tag), []).append(
+                    None if pred is None else {k: nme(pred, base, s) for k, s in REGIONS.items()})
+    print_table("2c. greyscale copies (and at half contrast) vs the colour photo: NME to the backend's own colour points",
+                grey_rows, "copy")
     print_table("2b. three-view consistency: residual of the rank-3 fit of the non-jaw points, per subject",
                 three_view_consistency(backends, photos, points), "views")
     if "dlib" in backends:

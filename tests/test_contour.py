@@ -10,7 +10,8 @@ import torch
 
 from lib.fitting.contour import JAW_POINTS, contour_lines, select_contour
 from lib.geometry import euler_to_matrix, project
-from lib.preprocess.mediapipe_68 import slide_jaw_to_outline
+from lib.preprocess.mediapipe_68 import (JAW_CHAINS, LEFT_BROW_UPPER, MESH_TO_68, RIGHT_BROW_UPPER, jaw_on_outline,
+                                          mesh_to_68)
 
 RADIUS = 80.0
 STEP_DEG = 2.0
@@ -86,30 +87,60 @@ def test_selection_keeps_gradients_of_positions():
     assert u.grad.sum() == 68
 
 
-def test_slide_jaw_to_outline_hand_case():
-    """A disc of mesh points (radius 100 px about (200, 200)): jaw points inside it move
-    horizontally to the circle, on their own side; points on the circle and the chin stay.
-    With the face rolled by 90 degrees, 'horizontal' follows the eye axis."""
-    angles = np.radians(np.arange(0, 360, 1.0))
-    ring = np.stack([200 + 100 * np.cos(angles), 200 + 100 * np.sin(angles)], axis=1)
-    mesh = np.concatenate([ring, 200 + np.random.default_rng(0).uniform(-60, 60, (200, 2))])
+def _walk(polyline: np.ndarray, count: int) -> np.ndarray:
+    """Slow reference for equal-arc-length points: 20000 small steps per segment."""
+    fine = np.concatenate([np.linspace(a, b, 20000, endpoint=False) for a, b in zip(polyline[:-1], polyline[1:])]
+                          + [polyline[-1:]])
+    length = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
+    return fine[[np.argmin(np.abs(length - t)) for t in np.linspace(0, length[-1], count)]]
+
+
+def disc_mesh():
+    """A fake 468-point mesh: 300 points on a circle (radius 100 px about (200, 200)),
+    the rest inside; the jaw chains' vertices inside the circle at known places (the
+    right chain at x = 170, the left at x = 230, from y = 150 down), the chin on the
+    circle's bottom. Eye corners on a horizontal line."""
+    rng = np.random.default_rng(0)
+    mesh = 200 + rng.uniform(-50, 50, (468, 2))
+    chain_ids = set(JAW_CHAINS[0]) | set(JAW_CHAINS[1])
+    free = [i for i in range(468) if i not in chain_ids]
+    angles = np.radians(np.linspace(0, 360, 300, endpoint=False))
+    mesh[free[:300]] = np.stack([200 + 100 * np.cos(angles), 200 + 100 * np.sin(angles)], axis=1)
+    for chain, x in ((JAW_CHAINS[0], 170.0), (JAW_CHAINS[1], 230.0)):
+        mesh[list(chain[:-1])] = np.stack([np.full(len(chain) - 1, x), np.linspace(150, 285, len(chain) - 1)], axis=1)
+    mesh[152] = (200.0, 300.0)
     points = np.full((68, 2), 200.0)
-    points[36], points[45] = (150.0, 170.0), (250.0, 170.0)  # eye axis along +x
-    points[0:8] = np.stack([np.full(8, 170.0), np.linspace(150, 280, 8)], axis=1)  # inside, left half
-    points[9:17] = np.stack([np.full(8, 230.0), np.linspace(280, 150, 8)], axis=1)  # inside, right half
-    points[3] = ring[180]  # already on the outline (x = 100, y = 200)
-    slid = slide_jaw_to_outline(points, mesh)
-    for j in list(range(8)) + list(range(9, 17)):
-        dy = slid[j, 1] - 200
-        half_chord = math.sqrt(100**2 - dy**2)
-        expected_x = 200 - half_chord if j < 8 else 200 + half_chord
-        assert slid[j, 1] == pytest.approx(points[j, 1], abs=1e-6)
-        assert slid[j, 0] == pytest.approx(expected_x, abs=0.3)  # the 1-degree polygon's chord error
-    np.testing.assert_array_equal(slid[17:], points[17:])
-    np.testing.assert_array_equal(slid[8], points[8])
-    # Rolled by 90 degrees: the eye axis points down the image, so points move along y.
-    rolled = points.copy()
-    rolled[36], rolled[45] = (230.0, 150.0), (230.0, 250.0)
-    slid = slide_jaw_to_outline(rolled, mesh)
-    assert slid[5, 0] == pytest.approx(rolled[5, 0]) and slid[5, 1] < rolled[5, 1]
-    assert slid[12, 0] == pytest.approx(rolled[12, 0]) and slid[12, 1] > rolled[12, 1]
+    points[36], points[45] = (150.0, 170.0), (250.0, 170.0)
+    return mesh, points
+
+
+def test_jaw_on_outline_hand_case():
+    """Chain vertices move horizontally onto the circle (up to the 1.2-degree polygon's
+    chord error), then 0-8 and 16-8 are evenly spaced along each slid chain."""
+    mesh, points = disc_mesh()
+    result = jaw_on_outline(points, mesh)
+    for chain, sign, targets in ((JAW_CHAINS[0], -1, range(0, 9)), (JAW_CHAINS[1], 1, range(16, 7, -1))):
+        slid = mesh[list(chain)].copy()
+        slid[:-1, 0] = 200 + sign * np.sqrt(100**2 - (slid[:-1, 1] - 200) ** 2)
+        np.testing.assert_allclose(result[list(targets)], _walk(slid, 9), atol=0.6)
+    np.testing.assert_array_equal(result[17:], points[17:])
+
+
+def test_jaw_on_outline_follows_roll():
+    """Rotating the image (mesh and points) by 90 degrees rotates the result with it:
+    the slide follows the eye axis, not the image rows."""
+    mesh, points = disc_mesh()
+    rotate = lambda p: np.stack([400 - p[:, 1], p[:, 0]], axis=1)  # noqa: E731
+    np.testing.assert_allclose(jaw_on_outline(rotate(points), rotate(mesh)), rotate(jaw_on_outline(points, mesh)),
+                               atol=1e-6)
+
+
+def test_mesh_to_68_respaces_brows_and_bridge():
+    mesh, _ = disc_mesh()
+    points = mesh_to_68(mesh, "mesh")
+    for brow, chain in ((points[17:22], RIGHT_BROW_UPPER), (points[22:27], LEFT_BROW_UPPER)):
+        np.testing.assert_allclose(brow, _walk(mesh[list(chain)], 5), atol=0.05)
+    np.testing.assert_allclose(points[28], (2 * mesh[168] + mesh[4]) / 3, atol=1e-4)
+    np.testing.assert_allclose(points[29], (mesh[168] + 2 * mesh[4]) / 3, atol=1e-4)
+    np.testing.assert_allclose(points[:17], mesh[MESH_TO_68[:17]], atol=1e-4)
+    np.testing.assert_allclose(points[36:], mesh[MESH_TO_68[36:]], atol=1e-4)

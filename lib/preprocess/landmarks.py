@@ -25,7 +25,7 @@ import numpy as np
 
 from lib.errors import UserError
 from lib.preprocess.image_io import to_rgb
-from lib.preprocess.mediapipe_68 import MESH_TO_68, slide_jaw_to_outline
+from lib.preprocess.mediapipe_68 import mesh_to_68
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ class MediapipeBackend(LandmarkBackend):
     lips and brows are more accurate (bench/landmarks.py: NME 0.049 -> 0.044 frontal,
     0.078 -> 0.065 at 30 degrees yaw on ICT renders). Only its first 468 points (the
     plain mesh's topology) are kept as `dense`.
-    jaw: "outline" slides the jaw contour onto the visible outline of the projected
-    mesh (`slide_jaw_to_outline`, as 300-W annotates it); "mesh" keeps the fixed mesh
-    vertices. The defaults are the measured choice (doc/preprocess.md).
+    jaw: "outline" puts the jaw contour on the visible outline of the projected mesh,
+    evenly spaced (`mediapipe_68.jaw_on_outline`, as 300-W annotates it); "mesh" keeps
+    the fixed mesh vertices. The defaults are the measured choice (doc/preprocess.md).
     """
 
     name = "mediapipe"
@@ -137,9 +137,7 @@ class MediapipeBackend(LandmarkBackend):
         for mesh in meshes:
             mesh = mesh[:MESH_POINTS]
             box = np.concatenate([mesh.min(axis=0), mesh.max(axis=0)]).astype(np.float32)
-            points = mesh[MESH_TO_68].copy()
-            if self._jaw == "outline":
-                points = slide_jaw_to_outline(points, mesh)
+            points = mesh_to_68(mesh, self._jaw)
             faces.append(FaceLandmarks(points68=points, box=box, dense=mesh, backend=self.name))
         return faces
 
