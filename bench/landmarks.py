@@ -32,6 +32,11 @@ absent are skipped with a line saying so.
    consistency error (NME per view, front view's eye distance).
    Greyscale: each photo also in greyscale and in greyscale at half contrast (old
    prints), compared with the backend's own points on the colour photo.
+   Far-side silhouette (side views): how far inside the person's outline (mediapipe's
+   selfie segmentation, mask > 0.5, on the photos' plain backgrounds) the far side's
+   jaw points 1-5 (or 11-15) lie, along their image row, in eye distances. Hair over
+   the cheek or a mis-segmented background makes single values wrong; the mean over
+   the 12 side views still shows where a backend puts the far-side contour.
 3. Agreement between backends on those photos (per region, frontal and side views),
    with dlib (trained on 300-W) as reference: a hint of which definitions differ, not
    an accuracy.
@@ -321,6 +326,31 @@ def three_view_consistency(backends: list[str], photos: list, points: dict) -> d
     return rows
 
 
+def print_silhouette_inset(backends: list[str], photos: list, points: dict) -> None:
+    """Table 2d (module docstring): mean far-side jaw inset from the person silhouette."""
+    from mediapipe.python.solutions import selfie_segmentation
+
+    segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)
+    print("\n2d. far-side jaw (1-5 / 11-15) inside the person silhouette, side views (eye distances; 0 = on it)")
+    print(f"{'backend':<16} {'found':>8} {'mean':>7} {'median':>7}")
+    masks = [None if view == "1" else segmenter.process(image).segmentation_mask > 0.5 for view, _, image in photos]
+    for name in backends:
+        insets = []
+        for mask, pts in zip(masks, points[name]):
+            if mask is None or pts is None:
+                continue
+            turned_left = pts[30, 0] < (pts[36, 0] + pts[45, 0]) / 2  # nose left of the eyes: image-left side is far
+            values = []
+            for j in (range(1, 6) if turned_left else range(11, 16)):
+                row = np.flatnonzero(mask[int(np.clip(pts[j, 1], 0, mask.shape[0] - 1))])
+                if row.size:
+                    edge = row.min() if turned_left else row.max() + 1
+                    values.append((pts[j, 0] - edge) * (1 if turned_left else -1))
+            if values:
+                insets.append(np.mean(values) / np.linalg.norm(pts[36] - pts[45]))
+        print(f"{name:<16} {len(insets):>5}/12 {np.mean(insets):>7.3f} {np.median(insets):>7.3f}")
+
+
 def stability_and_agreement(backends: list[str], overlays: str | None) -> None:
     if not os.path.isdir(SAMPLES):
         print(f"(no Pixel-Face samples at {SAMPLES}: stability and agreement skipped)")
@@ -353,6 +383,7 @@ def stability_and_agreement(backends: list[str], overlays: str | None) -> None:
                     None if pred is None else {k: nme(pred, base, s) for k, s in REGIONS.items()})
     print_table("2c. greyscale copies (and at half contrast) vs the colour photo: NME to the backend's own colour points",
                 grey_rows, "copy")
+    print_silhouette_inset(backends, photos, points)
     print_table("2b. three-view consistency: residual of the rank-3 fit of the non-jaw points, per subject",
                 three_view_consistency(backends, photos, points), "views")
     if "dlib" in backends:

@@ -133,7 +133,9 @@ def test_unaligned_photo_is_cropped_and_drawn_back():
     reference = estimate_alignment(direct, FIVE_3D, (224, 224))
     assert result.alignment.scale == pytest.approx(reference.scale / scale, rel=0.03)
     np.testing.assert_allclose(result.landmarks, reference.to_crop(direct), atol=3.0)
-    np.testing.assert_allclose(result.alignment.to_image(result.landmarks), direct * scale + shift, atol=4.0)
+    # 6 px on the 1.8x canvas (3.3 px at 224): the refined mesh's chin and lower lip move
+    # by up to 5 px between the two resamplings of the photo (bench/landmarks.py, part 2a).
+    np.testing.assert_allclose(result.alignment.to_image(result.landmarks), direct * scale + shift, atol=6.0)
     assert result.crop.shape == (224, 224, 3) and result.parsing.shape == (224, 224)
 
 

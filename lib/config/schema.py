@@ -86,7 +86,7 @@ class DataConfig:
 class PreprocessConfig:
     """Photos -> aligned crops, 68 landmarks, parsing maps (see doc/preprocess.md)."""
 
-    landmarks: str = "mediapipe"  # mediapipe | dlib
+    landmarks: str = "mediapipe"  # mediapipe | mediapipe_dlib | dlib (doc/preprocess.md: measured choice)
     aligned: bool = False  # inputs are already aligned 224x224 crops: pass through
     parser: str = "landmarks"  # landmarks | bisenet
     bisenet_weights: str = ""  # face-parsing.PyTorch 79999_iter.pth, for parser=bisenet
