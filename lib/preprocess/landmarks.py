@@ -76,9 +76,9 @@ class MediapipeBackend(LandmarkBackend):
     crop around each.
 
     refine: mediapipe's refined (attention) mesh, 478 points with the irises; its eyes,
-    lips and brows are more accurate (bench/landmarks.py: NME 0.049 -> 0.044 frontal,
-    0.078 -> 0.065 at 30 degrees yaw on ICT renders). Only its first 468 points (the
-    plain mesh's topology) are kept as `dense`.
+    lips and brows are more accurate (bench/landmarks.py, same 68 mapping: NME 0.043 ->
+    0.037 frontal, 0.067 -> 0.058 at 30 degrees yaw, 0.149 -> 0.109 at 45 on ICT
+    renders). Only its first 468 points (the plain mesh's topology) are kept as `dense`.
     jaw: "outline" puts the jaw contour on the visible outline of the projected mesh,
     evenly spaced (`mediapipe_68.jaw_on_outline`, as 300-W annotates it); "mesh" keeps
     the fixed mesh vertices. The defaults are the measured choice (doc/preprocess.md).
@@ -193,9 +193,9 @@ class MediapipeDlibBackend(LandmarkBackend):
     dlib's predictor was trained inside its HOG detector's boxes, so the box imitates
     them: side = box_side x the eye-centre-to-mouth-centre distance (which barely
     changes with yaw, unlike the face's width), centred box_shift of that distance
-    above the midpoint of eyes and mouth. The constants are the mean HOG box of 32
-    faces (ICT renders up to 30 degrees yaw and the Pixel-Face photos) that both
-    detectors found (bench/landmarks.py; spread 0.23 and 0.1).
+    above the midpoint of eyes and mouth. The constants are the mean HOG box of the 32
+    faces both detectors found among ICT renders up to 30 degrees yaw and the Pixel-Face
+    photos (standard deviations 0.23 of the side ratio, 0.1 of the shift).
     """
 
     name = "mediapipe_dlib"
