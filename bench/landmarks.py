@@ -41,7 +41,9 @@ absent are skipped with a line saying so.
    with dlib (trained on 300-W) as reference: a hint of which definitions differ, not
    an accuracy.
 
-Timings are not measured here (bench/preprocess.py does that).
+4. Speed (--skip without "speed"): photos per second of each variant on the 18
+   photos (224 px), side by side, with the ratio to "before". Timings on a shared
+   machine are noisy; compare the ratios.
 """
 from __future__ import annotations
 
@@ -404,13 +406,32 @@ def stability_and_agreement(backends: list[str], overlays: str | None) -> None:
             _draw(image, found).save(os.path.join(overlays, f"pixel_{view}_{filename}"))
 
 
+def speed(backends: list[str], repeats: int = 3) -> None:
+    if not os.path.isdir(SAMPLES):
+        return
+    import time
+
+    images = [image for _, _, image in real_photos()]
+    print(f"\n4. speed: photos / s on the {len(images)} Pixel-Face photos (224 px), {repeats} passes")
+    base = None
+    for name in backends:
+        detect(name, images[0])  # load outside the timing
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for image in images:
+                detect(name, image)
+        rate = repeats * len(images) / (time.perf_counter() - start)
+        base = base or rate
+        print(f"{name:<16} {rate:>8.1f}   ({rate / base:.2f}x of {backends[0]})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=6, help="ICT subjects (each: 9 yaws x 3 lights)")
     parser.add_argument("--size", type=int, default=256, help="side of the face crops, px")
     parser.add_argument("--backends", default=",".join(VARIANTS), help="comma-separated names from VARIANTS")
     parser.add_argument("--overlays", default=None, help="write overlay PNGs (truth + each backend) here")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: accuracy,stability")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: accuracy,stability,speed")
     args = parser.parse_args()
     import mediapipe
     import dlib
@@ -427,6 +448,8 @@ def main() -> None:
         accuracy(backends, args.subjects, args.size, args.overlays)
     if "stability" not in args.skip:
         stability_and_agreement(backends, args.overlays)
+    if "speed" not in args.skip:
+        speed(backends)
 
 
 if __name__ == "__main__":

@@ -82,20 +82,17 @@ one of them (not only the 9 that MESH_TO_68 picks), so the contour is followed c
 def _slide_outward(points: np.ndarray, directions: np.ndarray, hull: np.ndarray) -> np.ndarray:
     """Each point [P, 2] moved along its direction [P, 2] to where that ray leaves the
     convex polygon `hull` [H, 2]; points with no exit ahead (on or outside it) stay."""
-    edge_from = hull
-    edge = np.roll(hull, -1, axis=0) - hull
-    out = points.copy()
-    for i, (start, direction) in enumerate(zip(points, directions)):
-        # start + t d = a + s e  <=>  [d, -e] [t, s] = a - start (Cramer's rule).
-        rhs = edge_from - start
-        det = -direction[0] * edge[:, 1] + edge[:, 0] * direction[1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = (-rhs[:, 0] * edge[:, 1] + edge[:, 0] * rhs[:, 1]) / det
-            s = (direction[0] * rhs[:, 1] - direction[1] * rhs[:, 0]) / det
-        hits = t[(np.abs(det) > 1e-12) & (s >= 0) & (s <= 1) & (t > 0)]
-        if hits.size:
-            out[i] = start + hits.max() * direction
-    return out
+    edge = (np.roll(hull, -1, axis=0) - hull)[None]  # [1, H, 2]
+    rhs = hull[None] - points[:, None]  # [P, H, 2]
+    d = directions[:, None]  # [P, 1, 2]
+    # start + t d = a + s e  <=>  [d, -e] [t, s] = a - start (Cramer's rule), per point and edge.
+    det = -d[..., 0] * edge[..., 1] + edge[..., 0] * d[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (-rhs[..., 0] * edge[..., 1] + edge[..., 0] * rhs[..., 1]) / det
+        s = (d[..., 0] * rhs[..., 1] - d[..., 1] * rhs[..., 0]) / det
+    valid = (np.abs(det) > 1e-12) & (s >= 0) & (s <= 1) & (t > 0)
+    exit_t = np.where(valid, t, 0.0).max(axis=1)  # 0 where the ray never leaves: stay
+    return points + exit_t[:, None] * directions
 
 
 def _resample(polyline: np.ndarray, count: int) -> np.ndarray:
