@@ -62,6 +62,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from bench.common import machine  # noqa: E402
+from lib.config.schema import FitConfig  # noqa: E402
 from lib.errors import UserError  # noqa: E402
 from lib.facemodel.ict import convert_ict  # noqa: E402
 from lib.fitting.contour import contour_lines, select_contour  # noqa: E402
@@ -80,8 +81,8 @@ REGIONS = {"jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "
            "mouth": slice(48, 68), "all": slice(0, 68)}
 YAWS = (0, 15, 30, 45, 60)
 LIGHTS = ("front", "side", "grey")
-CONTOUR_BAND_MM = 6.0
-CONTOUR_INNER = 0.35
+CONTOUR_BAND_MM = FitConfig.contour_band_mm  # the fitting's contour lines define the truth too
+CONTOUR_INNER = FitConfig.contour_inner_fraction
 RENDER_PX = 512
 MARGIN = 0.5
 REFRAMINGS = (("out1.5", 1 / 1.5, 0.0), ("in1.25", 1.25, 0.0), ("shift", 1.0, 0.1), ("out2", 0.5, 0.0))

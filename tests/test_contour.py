@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lib.fitting.contour import JAW_POINTS, contour_lines, select_contour
-from lib.geometry import euler_to_matrix, project
+from lib.geometry import euler_to_matrix, project, rigid_transform
 from lib.preprocess.mediapipe_68 import (JAW_CHAINS, LEFT_BROW_UPPER, MESH_TO_68, RIGHT_BROW_UPPER, jaw_on_outline,
                                           mesh_to_68)
 
@@ -144,3 +144,31 @@ def test_mesh_to_68_respaces_brows_and_bridge():
     np.testing.assert_allclose(points[29], (mesh[168] + 2 * mesh[4]) / 3, atol=1e-4)
     np.testing.assert_allclose(points[:17], mesh[MESH_TO_68[:17]], atol=1e-4)
     np.testing.assert_allclose(points[36:], mesh[MESH_TO_68[36:]], atol=1e-4)
+
+
+def test_march_matches_select_contour_on_a_model():
+    """The fitting's fast path (landmark and candidate vertices only, `march`,
+    `march_vertices`) gives the same points and vertices as selecting on the whole
+    projected mesh (`select_contour`), for a turned built-in face."""
+    from lib.facemodel.builtin import build_builtin_face_model
+    from lib.fitting.contour import march_vertices
+    from lib.fitting.fit import LandmarkProjector
+    from lib.morphable import FaceCoefficients, MorphableModel
+
+    model = build_builtin_face_model()
+    morphable = MorphableModel(model)
+    lines = contour_lines(model.mean_shape, model.landmarks68, band_mm=6.0, inner_fraction=0.35)
+    coeffs = FaceCoefficients.zeros(model, 2)
+    coeffs.rotation = torch.tensor([[0.0, math.radians(40.0), 0.0], [0.1, math.radians(-25.0), 0.05]])
+    coeffs.identity = torch.randn(2, model.num_id, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        screen = morphable(coeffs, (224, 224)).screen
+        chosen = select_contour(lines, morphable.landmarks68, screen[..., 0])
+        projector = LandmarkProjector(morphable, lines)
+        points = projector(coeffs, (224, 224))
+        projected = project(rigid_transform(projector.shape(coeffs.identity, coeffs.expression),
+                                            euler_to_matrix(coeffs.rotation), coeffs.translation), (224, 224))[..., :2]
+    assert not torch.equal(chosen[0], morphable.landmarks68)  # the turned face really marches
+    assert torch.equal(march_vertices(lines, morphable.landmarks68, projected), chosen)
+    torch.testing.assert_close(points, torch.gather(screen[..., :2], 1, chosen[..., None].expand(-1, -1, 2)),
+                               atol=1e-3, rtol=0)

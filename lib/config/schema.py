@@ -176,6 +176,12 @@ class FitConfig:
     prior_scale: float = 0.1  # fitting's coefficient-prior weight = loss.coefficient x this
     side_view_deg: float = 15.0  # views with |yaw| above this count as side views
     side_jaw_weight: float = 1.0  # landmark weight factor of the jaw contour on side views
+    # Jaw landmarks re-selected on the silhouette per pose (lib/fitting/contour.py), for
+    # detected landmarks (they follow the silhouette, doc/preprocess.md); synthetic
+    # subjects' landmarks are the fixed vertices and are fitted without. bench/contour.py.
+    contour_marching: bool = True
+    contour_band_mm: float = 6.0  # half-height of a jaw landmark's line of candidate vertices
+    contour_inner_fraction: float = 0.35  # lines run from this fraction of the landmark's |x| out to it
     texture_size: int = 512  # px, square UV texture baked from the views
     texture_min_cosine: float = 0.2  # texels seen more obliquely than this are not baked
     texture_cosine_power: float = 2.0  # blending weight = cosine ** power

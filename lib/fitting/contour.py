@@ -91,3 +91,41 @@ def select_contour(lines: ContourLines, landmarks68: torch.Tensor, screen_u: tor
     selected = landmarks68.to(screen_u.device)[None].repeat(u.shape[0], 1)
     selected[:, lines.points.to(screen_u.device)] = chosen
     return selected
+
+
+def marching_vertices(lines: ContourLines, landmarks68: torch.Tensor) -> torch.Tensor:
+    """long [68 + J*K]: the 68 landmark vertices, then every candidate (lines.index
+    flattened): the vertices whose projections `march` needs."""
+    return torch.cat([landmarks68.to(lines.index), lines.index.reshape(-1)])
+
+
+def _outermost(lines: ContourLines, points: torch.Tensor) -> torch.Tensor:
+    """long [N, J]: per marching landmark, the position in its line of the candidate
+    furthest out; points as in `march`."""
+    jaw_count, width = lines.index.shape
+    u = points[:, 68:, 0].detach().reshape(points.shape[0], jaw_count, width)
+    return (u * lines.outward.to(u)[None, :, None]).argmax(dim=-1)
+
+
+def march(lines: ContourLines, points: torch.Tensor) -> torch.Tensor:
+    """points [N, 68 + J*K, 2] px, the projections of `marching_vertices` -> [N, 68, 2]:
+    the 68 landmarks with each marching jaw landmark replaced by its candidate furthest
+    out in the image (the choice has no gradient, the chosen point's position has)."""
+    jaw_count, width = lines.index.shape
+    candidates = points[:, 68:].reshape(points.shape[0], jaw_count, width, 2)
+    best = _outermost(lines, points)
+    chosen = candidates.gather(2, best[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]  # [N, J, 2]
+    result = points[:, :68].clone()
+    result[:, lines.points.to(points.device)] = chosen
+    return result
+
+
+def march_vertices(lines: ContourLines, landmarks68: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """long [N, 68]: the vertex behind each point `march` returns (for losses that
+    gather landmarks from a full mesh); points as in `march`."""
+    best = _outermost(lines, points)
+    index = lines.index.to(best.device)
+    chosen = index[None].expand(best.shape[0], -1, -1).gather(-1, best[..., None])[..., 0]
+    result = landmarks68.to(best.device)[None].repeat(best.shape[0], 1)
+    result[:, lines.points.to(best.device)] = chosen
+    return result

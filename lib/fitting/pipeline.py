@@ -117,6 +117,10 @@ def reconstruct(
         raise UserError("nothing to do: give --checkpoint FILE, --fit, or both")
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
+    if prepared.gt_shape is not None:
+        # Synthetic subjects' landmarks are the model's fixed vertices projected, not the
+        # silhouette a detector follows, so their jaw must not march.
+        fit_cfg = dataclasses.replace(fit_cfg, contour_marching=False)
     return fit_views(
         morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=init,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
