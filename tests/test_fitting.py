@@ -251,7 +251,9 @@ def test_fitting_and_training_compute_the_same_objective(morphable):
         "rgb": target.rgb[None], "parsing": target.parsing[None], "skin_weight": target.skin_weight[None],
         "landmarks": target.landmarks[None], "view_mask": torch.ones(1, views, dtype=torch.bool),
     }
-    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE)  # no resampling: the same pixels
+    # No resampling: the same pixels. Without contour marching, which is fitting's one
+    # deliberate difference (detected jaw points follow the silhouette; tested apart).
+    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE, contour_marching=False)
     for render_cfg in (RenderConfig(), RenderConfig(cull_backfaces=False, backend="torch")):
         training = multiview_losses(morphable, coeffs, batch, loss_cfg, render_cfg, use_parsing=True)
         fitting, terms = _Objective(morphable, target, loss_cfg, fit_cfg, render_cfg).full_terms(coeffs)
@@ -260,3 +262,26 @@ def test_fitting_and_training_compute_the_same_objective(morphable):
     culled = _Objective(morphable, target, loss_cfg, fit_cfg, RenderConfig()).full_terms(coeffs)[0]
     unculled = _Objective(morphable, target, loss_cfg, fit_cfg, RenderConfig(cull_backfaces=False)).full_terms(coeffs)[0]
     assert culled.item() != unculled.item()
+
+
+def test_landmark_vertices_reach_the_full_objective(morphable):
+    """multiview_losses gathers the landmark term at batch['landmark_vertices'] when
+    given: the fixed vertices give the default value, the marched ones of a turned
+    face (fitting's stage 3) a different one."""
+    from lib.fitting.fit import _Objective
+    from lib.losses import multiview_losses
+
+    target, truth, _ = synthetic_subject(morphable, seed=2, yaws=(-40.0, 0.0, 40.0))
+    views = target.num_views
+    batch = {
+        "rgb": target.rgb[None], "skin_weight": torch.ones(1, views, SIZE, SIZE),
+        "landmarks": target.landmarks[None], "view_mask": torch.ones(1, views, dtype=torch.bool),
+    }
+    coeffs = truth.map(lambda t: t + 0.02)
+    plain = multiview_losses(morphable, coeffs, batch, LossConfig(), RenderConfig(), use_parsing=False)
+    fixed = {**batch, "landmark_vertices": morphable.landmarks68[None, None].expand(1, views, -1)}
+    same = multiview_losses(morphable, coeffs, fixed, LossConfig(), RenderConfig(), use_parsing=False)
+    assert same.terms["landmark"].item() == pytest.approx(plain.terms["landmark"].item(), rel=1e-6)
+    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE)
+    marched = _Objective(morphable, target, LossConfig(), fit_cfg, RenderConfig()).full_terms(coeffs)[1]["landmark"]
+    assert abs(marched.item() - plain.terms["landmark"].item()) > 1e-3 * plain.terms["landmark"].item()
