@@ -71,13 +71,13 @@ def validation_split(cfg, face_model, out: str):
 
     # Subject i depends only on (seed, split, i): the same subjects train.py validates on.
     arrays = generate_split(face_model, cfg.data, cfg.loss, "val", cfg.data.synthetic.num_val, progress=True,
-                            feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                            feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     dataset = SyntheticMultiView(arrays, "val")
     return dataset, lambda s, i: synthetic_scan(s["gt_shape"].numpy(), face_model, cfg.eval, i)
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__.split("\n")[0], "configs/synthetic.yaml", "runs/test_pixel_face")
+    parser = make_parser(__doc__.split("\n")[0], "configs/synthetic.yaml", "runs/test_pixel_face", "test_pixel_face.py")
     parser.add_argument("--checkpoint", default="", help="checkpoint to evaluate (default: eval.checkpoint)")
     args, cfg = parse_config(parser, argv)
     checkpoint = args.checkpoint or cfg.eval.checkpoint

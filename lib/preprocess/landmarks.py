@@ -25,7 +25,12 @@ import numpy as np
 
 from lib.errors import UserError
 from lib.preprocess.image_io import to_rgb
+<<<<<<< HEAD
 from lib.preprocess.mediapipe_68 import mesh_to_68
+=======
+from lib.preprocess.mediapipe_68 import MESH_TO_68
+from lib.preprocess.native_logs import quiet_native_logs
+>>>>>>> main
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +93,14 @@ class MediapipeBackend(LandmarkBackend):
     pad_fraction = 0.25  # border added, per side, relative to the longer side
     crop_factor = 2.2  # side of the square crop around a full-range detection / box side
 
+<<<<<<< HEAD
     def __init__(self, min_confidence: float = 0.5, refine: bool = True, jaw: str = "outline"):
         if jaw not in ("outline", "mesh"):
             raise ValueError(f"jaw must be 'outline' or 'mesh', not {jaw!r}")
+=======
+    def __init__(self, min_confidence: float = 0.5):
+        quiet_native_logs()  # before the graphs start logging
+>>>>>>> main
         try:
             from mediapipe.python.solutions import face_detection, face_mesh
         except ImportError as err:
@@ -239,7 +249,7 @@ def get_backend(name: str = "mediapipe") -> LandmarkBackend:
     return _instances[key]
 
 
-def detect_face(image: np.ndarray, backend: str = "mediapipe", name: str = "image") -> FaceLandmarks | None:
+def detect_face(image: np.ndarray, backend: str, name: str = "image") -> FaceLandmarks | None:
     """The most prominent (largest) face in `image`, or None when there is none.
 
     image: [H, W, 3] (or gray / RGBA, see `to_rgb`) of any size. Several faces: the
@@ -257,6 +267,8 @@ def detect_face(image: np.ndarray, backend: str = "mediapipe", name: str = "imag
 
 def detect_landmarks(image: np.ndarray, backend: str = "mediapipe") -> np.ndarray | None:
     """DESIGN contract: image uint8 [H, W, 3] RGB of any size -> float32 [68, 2] (x, y)
-    pixel coordinates of the most prominent face in iBUG order, or None without a face."""
+    pixel coordinates of the most prominent face in iBUG order, or None without a face.
+    The default backend is the contract's (`detect_landmarks(image)`); the library's
+    own path (`Preprocessor`) passes `preprocess.landmarks` to `detect_face`."""
     face = detect_face(image, backend)
     return None if face is None else face.points68.copy()
