@@ -25,12 +25,8 @@ import numpy as np
 
 from lib.errors import UserError
 from lib.preprocess.image_io import to_rgb
-<<<<<<< HEAD
 from lib.preprocess.mediapipe_68 import mesh_to_68
-=======
-from lib.preprocess.mediapipe_68 import MESH_TO_68
 from lib.preprocess.native_logs import quiet_native_logs
->>>>>>> main
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +89,10 @@ class MediapipeBackend(LandmarkBackend):
     pad_fraction = 0.25  # border added, per side, relative to the longer side
     crop_factor = 2.2  # side of the square crop around a full-range detection / box side
 
-<<<<<<< HEAD
     def __init__(self, min_confidence: float = 0.5, refine: bool = True, jaw: str = "outline"):
         if jaw not in ("outline", "mesh"):
             raise ValueError(f"jaw must be 'outline' or 'mesh', not {jaw!r}")
-=======
-    def __init__(self, min_confidence: float = 0.5):
         quiet_native_logs()  # before the graphs start logging
->>>>>>> main
         try:
             from mediapipe.python.solutions import face_detection, face_mesh
         except ImportError as err:
