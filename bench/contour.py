@@ -21,7 +21,6 @@ now.py: 7-point similarity, rigid refinement, scan = the true mesh).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tarfile
