@@ -316,6 +316,8 @@ RANGES: dict[str, Range] = {
     "fit.prior_scale": NON_NEGATIVE,
     "fit.side_view_deg": Range(0, 90),
     "fit.side_jaw_weight": NON_NEGATIVE,
+    "fit.contour_band_mm": POSITIVE,
+    "fit.contour_inner_fraction": FRACTION,
     "fit.texture_size": Range(16),
     "fit.texture_min_cosine": FRACTION,
     "fit.texture_cosine_power": NON_NEGATIVE,
