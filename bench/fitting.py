@@ -76,6 +76,7 @@ def main() -> None:
         if size != default:
             variants.append((f"render {size} px", dataclasses.replace(cfg.fit, render_size=size)))
     variants.append(("landmarks only (no appearance)", dataclasses.replace(cfg.fit, steps_appearance=0)))
+    variants.append(("no jaw-contour marching", dataclasses.replace(cfg.fit, contour_marching=False)))
 
     print(f"machine: {machine()}")
     print(f"subjects: {len(subjects)} from {source}; crop {cfg.fit.crop_size} px; steps pose/shape/appearance "

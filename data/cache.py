@@ -35,7 +35,7 @@ import numpy as np
 from lib.errors import UserError
 from lib.preprocess import Preprocessor, read_image
 
-CACHE_VERSION = 1  # bump when preprocessing changes what it produces
+CACHE_VERSION = 2  # bump when preprocessing changes what it produces (2: issue 15 landmarks)
 ARRAYS = ("crop", "landmarks", "parsing", "skin_weight", "alignment")
 
 

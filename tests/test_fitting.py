@@ -106,12 +106,43 @@ def test_fitting_lowers_landmark_and_shape_error(morphable):
 
 def test_refinement_starts_from_the_given_prediction(morphable):
     target, truth, _ = synthetic_subject(morphable, seed=3)
-    cfg = dataclasses.replace(FitConfig(), steps_refine=0, render_size=48)
+    # The targets are the fixed landmark vertices (no silhouette), so no contour marching.
+    cfg = dataclasses.replace(FitConfig(), steps_refine=0, render_size=48, contour_marching=False)
     result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), init=truth,
                        expression_per_view=True)
     # Zero refinement steps: the prediction comes back untouched and fits exactly.
     assert torch.allclose(result.coeffs.rotation, truth.rotation)
     assert float(result.landmark_error.max()) < 1e-3
+
+
+def test_contour_marching_fits_silhouette_landmarks_better(morphable):
+    """Targets as a detector gives them on turned faces (jaw on the silhouette,
+    `select_contour` on the true pose): the fit with marching ends nearer them on the
+    jaw than the fit with fixed jaw vertices, and the shape is no worse."""
+    from lib.fitting.contour import contour_lines, select_contour
+
+    target, truth, truth_shape = synthetic_subject(morphable, seed=5, yaws=(-40.0, 0.0, 40.0))
+    fm = morphable.face_model
+    lines = contour_lines(fm.mean_shape, fm.landmarks68, FitConfig.contour_band_mm, FitConfig.contour_inner_fraction)
+    with torch.no_grad():
+        screen = morphable(truth, (SIZE, SIZE)).screen
+    chosen = select_contour(lines, morphable.landmarks68, screen[..., 0])
+    target.landmarks = torch.gather(screen[..., :2], 1, chosen[..., None].expand(-1, -1, 2))
+    errors = {}
+    for marching in (False, True):
+        cfg = dataclasses.replace(FitConfig(), steps_pose=20, steps_shape=100, steps_appearance=0,
+                                  contour_marching=marching)
+        result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), expression_per_view=True)
+        with torch.no_grad():
+            fitted = morphable(result.coeffs, (SIZE, SIZE)).screen
+        # Both judged with the silhouette definition the targets use.
+        picked = select_contour(lines, morphable.landmarks68, fitted[..., 0])
+        points = torch.gather(fitted[..., :2], 1, picked[..., None].expand(-1, -1, 2))
+        jaw = (points - target.landmarks).norm(dim=-1)[[0, 2], :17].mean()
+        shape = morphable.shape(result.coeffs.identity[1:2], result.coeffs.expression[1:2])[0].detach()
+        errors[marching] = (float(jaw), aligned_error(shape, truth_shape))
+    assert errors[True][0] < 0.7 * errors[False][0], errors
+    assert errors[True][1] < 1.05 * errors[False][1], errors
 
 
 def flat_quad_scene(size=64):
@@ -222,7 +253,9 @@ def test_fitting_and_training_compute_the_same_objective(morphable):
         "rgb": target.rgb[None], "parsing": target.parsing[None], "skin_weight": target.skin_weight[None],
         "landmarks": target.landmarks[None], "view_mask": torch.ones(1, views, dtype=torch.bool),
     }
-    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE)  # no resampling: the same pixels
+    # No resampling: the same pixels. Without contour marching, which is fitting's one
+    # deliberate difference (detected jaw points follow the silhouette; tested apart).
+    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE, contour_marching=False)
     for render_cfg in (RenderConfig(), RenderConfig(cull_backfaces=False, backend="torch")):
         training = multiview_losses(morphable, coeffs, batch, loss_cfg, render_cfg, use_parsing=True)
         fitting, terms = _Objective(morphable, target, loss_cfg, fit_cfg, render_cfg).full_terms(coeffs)
@@ -231,3 +264,26 @@ def test_fitting_and_training_compute_the_same_objective(morphable):
     culled = _Objective(morphable, target, loss_cfg, fit_cfg, RenderConfig()).full_terms(coeffs)[0]
     unculled = _Objective(morphable, target, loss_cfg, fit_cfg, RenderConfig(cull_backfaces=False)).full_terms(coeffs)[0]
     assert culled.item() != unculled.item()
+
+
+def test_landmark_vertices_reach_the_full_objective(morphable):
+    """multiview_losses gathers the landmark term at batch['landmark_vertices'] when
+    given: the fixed vertices give the default value, the marched ones of a turned
+    face (fitting's stage 3) a different one."""
+    from lib.fitting.fit import _Objective
+    from lib.losses import multiview_losses
+
+    target, truth, _ = synthetic_subject(morphable, seed=2, yaws=(-40.0, 0.0, 40.0))
+    views = target.num_views
+    batch = {
+        "rgb": target.rgb[None], "skin_weight": torch.ones(1, views, SIZE, SIZE),
+        "landmarks": target.landmarks[None], "view_mask": torch.ones(1, views, dtype=torch.bool),
+    }
+    coeffs = truth.map(lambda t: t + 0.02)
+    plain = multiview_losses(morphable, coeffs, batch, LossConfig(), RenderConfig(), use_parsing=False)
+    fixed = {**batch, "landmark_vertices": morphable.landmarks68[None, None].expand(1, views, -1)}
+    same = multiview_losses(morphable, coeffs, fixed, LossConfig(), RenderConfig(), use_parsing=False)
+    assert same.terms["landmark"].item() == pytest.approx(plain.terms["landmark"].item(), rel=1e-6)
+    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE)
+    marched = _Objective(morphable, target, LossConfig(), fit_cfg, RenderConfig()).full_terms(coeffs)[1]["landmark"]
+    assert abs(marched.item() - plain.terms["landmark"].item()) > 1e-3 * plain.terms["landmark"].item()

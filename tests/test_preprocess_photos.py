@@ -136,7 +136,9 @@ def test_unaligned_photo_is_cropped_and_drawn_back():
     reference = estimate_alignment(direct, FIVE_3D, (224, 224), 224)
     assert result.alignment.scale == pytest.approx(reference.scale / scale, rel=0.03)
     np.testing.assert_allclose(result.landmarks, reference.to_crop(direct), atol=3.0)
-    np.testing.assert_allclose(result.alignment.to_image(result.landmarks), direct * scale + shift, atol=4.0)
+    # 6 px on the 1.8x canvas (3.3 px at 224): the refined mesh's chin and lower lip move
+    # by up to 5 px between the two resamplings of the photo (bench/landmarks.py, part 2a).
+    np.testing.assert_allclose(result.alignment.to_image(result.landmarks), direct * scale + shift, atol=6.0)
     assert result.crop.shape == (224, 224, 3) and result.parsing.shape == (224, 224)
 
 
@@ -203,6 +205,27 @@ def test_realigning_aligned_samples_with_the_builtin_model_changes_little():
         assert 0.85 < alignment.scale < 1.15, name
         centre = alignment.to_crop(np.array([[112.0, 112.0]]))[0]
         assert np.abs(centre - 112).max() < 25, name
+
+
+def test_far_side_jaw_moves_out_to_the_silhouette_on_side_views():
+    """On the side-view photos the plain mesh's far-side jaw lies inside the face (where
+    the hidden surface projects); jaw="outline" moves it outward, toward the visible
+    silhouette, and leaves the near side within a pixel or two."""
+    from lib.preprocess.landmarks import MediapipeBackend
+
+    fixed, outline = MediapipeBackend(jaw="mesh"), MediapipeBackend(jaw="outline")
+    moved = []
+    for view in ("0", "2"):
+        name = sorted(os.listdir(os.path.join(SAMPLES, view)))[0]
+        image = read_image(os.path.join(SAMPLES, view, name))
+        a, b = fixed.detect_all(image)[0].points68, outline.detect_all(image)[0].points68
+        left_far = a[30, 0] < (a[36, 0] + a[45, 0]) / 2  # nose left of the eyes: image-left side turned away
+        far, near = (slice(1, 6), slice(11, 16)) if left_far else (slice(11, 16), slice(1, 6))
+        outward = (a[far, 0] - b[far, 0]) if left_far else (b[far, 0] - a[far, 0])
+        moved.append(outward.mean() / np.linalg.norm(a[36] - a[45]))
+        # Near side: re-spaced along the same contour, not pushed off it.
+        assert np.abs(b[near, 0] - a[near, 0]).mean() < 0.08 * np.linalg.norm(a[36] - a[45]), name
+    assert min(moved) > 0.03, moved
 
 
 def test_loss_skin_weights_reach_photo_preprocessing():

@@ -117,7 +117,7 @@ class DataConfig:
 class PreprocessConfig:
     """Photos -> aligned crops, 68 landmarks, parsing maps (see doc/preprocess.md)."""
 
-    landmarks: str = "mediapipe"  # mediapipe | dlib
+    landmarks: str = "mediapipe"  # mediapipe | mediapipe_dlib | dlib (doc/preprocess.md: measured choice)
     aligned: bool = False  # inputs are already aligned 224x224 crops: pass through
     parser: str = "landmarks"  # landmarks | bisenet
     bisenet_weights: str = ""  # face-parsing.PyTorch 79999_iter.pth, for parser=bisenet
@@ -218,6 +218,12 @@ class FitConfig:
     prior_scale: float = 0.1  # fitting's coefficient-prior weight = loss.coefficient x this
     side_view_deg: float = 15.0  # views with |yaw| above this count as side views
     side_jaw_weight: float = 1.0  # landmark weight factor of the jaw contour on side views
+    # Jaw landmarks re-selected on the silhouette per pose (lib/fitting/contour.py), for
+    # detected landmarks (they follow the silhouette, doc/preprocess.md); synthetic
+    # subjects' landmarks are the fixed vertices and are fitted without. bench/contour.py.
+    contour_marching: bool = True
+    contour_band_mm: float = 6.0  # half-height of a jaw landmark's line of candidate vertices
+    contour_inner_fraction: float = 0.35  # lines run from this fraction of the landmark's |x| out to it
     texture_size: int = 512  # px, square UV texture baked from the views
     texture_min_cosine: float = 0.2  # texels seen more obliquely than this are not baked
     texture_cosine_power: float = 2.0  # blending weight = cosine ** power
@@ -356,6 +362,8 @@ RANGES: dict[str, Range] = {
     "fit.prior_scale": NON_NEGATIVE,
     "fit.side_view_deg": Range(0, 90),
     "fit.side_jaw_weight": NON_NEGATIVE,
+    "fit.contour_band_mm": POSITIVE,
+    "fit.contour_inner_fraction": FRACTION,
     "fit.texture_size": Range(16),
     "fit.texture_min_cosine": FRACTION,
     "fit.texture_cosine_power": NON_NEGATIVE,

@@ -15,7 +15,8 @@ rendered with `render.*`), the landmark and prior weights scaled by
    at `fit.render_size` pixels for speed.
 
 Stages 1-2 only need the 68 landmark vertices, so they cost almost nothing; stage 3
-renders. Refining a network prediction skips 1-2 and runs `fit.steps_refine` steps of
+renders. With `fit.contour_marching` the model's jaw landmarks follow the silhouette
+per pose in every stage (lib/fitting/contour.py), as detected ones do. Refining a network prediction skips 1-2 and runs `fit.steps_refine` steps of
 stage 3. Units: px in the input images, mm, radians.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.config.schema import FitConfig, LossConfig, RenderConfig
+from lib.fitting.contour import ContourLines, contour_lines, march, march_vertices, marching_vertices
 from lib.geometry import euler_to_matrix, focal_length, matrix_to_euler, project, rigid_transform
 from lib.geometry.camera import CAMERA_DISTANCE_MM
 from lib.losses import landmark_weights, multiview_losses, terms, weighted_sum
@@ -80,10 +82,13 @@ class FitResult:
 
 class LandmarkProjector:
     """The 68 landmark vertices of a MorphableModel alone: shape, pose, projection
-    for the landmark-only stages without forming the whole mesh."""
+    for the landmark-only stages without forming the whole mesh. With contour `lines`
+    the jaw landmarks march to the silhouette (lib/fitting/contour.py): the candidate
+    vertices are carried along and `shape` returns [N, 68 + J*K, 3]."""
 
-    def __init__(self, morphable: MorphableModel):
-        idx = morphable.landmarks68
+    def __init__(self, morphable: MorphableModel, lines: ContourLines | None = None):
+        self.lines = lines
+        idx = morphable.landmarks68 if lines is None else marching_vertices(lines, morphable.landmarks68)
         num_id, num_exp = morphable.id_basis.shape[1], morphable.exp_basis.shape[1]
         self.mean = morphable.mean_shape.reshape(-1, 3)[idx]  # [68, 3]
         self.id_basis = morphable.id_basis.reshape(-1, 3, num_id)[idx]  # [68, 3, Kid]
@@ -102,7 +107,8 @@ class LandmarkProjector:
         points = rigid_transform(
             self.shape(coeffs.identity, coeffs.expression), euler_to_matrix(coeffs.rotation), coeffs.translation
         )
-        return project(points, image_size)[..., :2]
+        projected = project(points, image_size)[..., :2]
+        return projected if self.lines is None else march(self.lines, projected)
 
 
 def initial_pose(
@@ -214,7 +220,12 @@ class _Objective:
         self.morphable = morphable
         self.target = target
         self.loss_cfg, self.render_cfg = loss_cfg, render_cfg
-        self.projector = LandmarkProjector(morphable)
+        lines = None
+        if fit_cfg.contour_marching:
+            face_model = morphable.face_model
+            lines = contour_lines(face_model.mean_shape, face_model.landmarks68, fit_cfg.contour_band_mm,
+                                  fit_cfg.contour_inner_fraction)
+        self.projector = LandmarkProjector(morphable, lines)
         self.batch = _fit_batch(target, fit_cfg.render_size)
         self.weights = landmark_weights(loss_cfg.landmark_heavy_weight)[None].repeat(target.num_views, 1)
 
@@ -235,6 +246,13 @@ class _Objective:
     def full_terms(self, coeffs: FaceCoefficients) -> tuple[torch.Tensor, dict]:
         """(weighted total, unweighted terms) of the full objective."""
         batch = {**self.batch, "landmark_weights": self.weights[None]}
+        lines = self.projector.lines
+        if lines is not None:
+            with torch.no_grad():
+                points = project(rigid_transform(self.projector.shape(coeffs.identity, coeffs.expression),
+                                                 euler_to_matrix(coeffs.rotation), coeffs.translation),
+                                 self.target.image_size)[..., :2]
+            batch["landmark_vertices"] = march_vertices(lines, self.morphable.landmarks68, points)[None]
         use_parsing = "parsing" in batch and self.loss_cfg.parsing > 0
         result = multiview_losses(self.morphable, coeffs, batch, self.loss_cfg, self.render_cfg, use_parsing)
         return result.total, {k: v for k, v in result.terms.items() if k != "total"}

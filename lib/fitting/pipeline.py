@@ -28,6 +28,7 @@ from lib.fitting.texture import bake_texture
 from lib.meshio import write_obj
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.image_io import read_image
+from lib.preprocess.landmark_accuracy import detector_error_estimate
 from lib.render import render_mesh
 from lib.visualize import shaded_render, subject_sheet, view_figure
 
@@ -116,6 +117,10 @@ def reconstruct(
         raise UserError("nothing to do: give --checkpoint FILE, --fit, or both")
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
+    if prepared.gt_shape is not None:
+        # Synthetic subjects' landmarks are the model's fixed vertices projected, not the
+        # silhouette a detector follows, so their jaw must not march.
+        fit_cfg = dataclasses.replace(fit_cfg, contour_marching=False)
     return fit_views(
         morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=init,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
@@ -200,7 +205,13 @@ def write_subject(
         shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=0.0, colors=albedo),
     ]
     row.update(landmark_summary(result))
-    title = f"{prepared.name}  ({mode}; landmark median {row['landmark_median_px']:.2f} px)"
+    # The fit's landmark error is agreement with the detector; the detector's own
+    # measured error (ICT renders, by yaw) says how accurate those points are.
+    estimate = detector_error_estimate(cfg.preprocess.landmarks, prepared.landmarks, coeffs.rotation[:, 1].numpy())
+    row["detector_error_px_estimate_per_view"] = estimate
+    row["detector_error_px_estimate"] = None if estimate is None else float(np.mean(estimate))
+    title = f"{prepared.name}  ({mode}; fit vs detected landmarks: median {row['landmark_median_px']:.2f} px"
+    title += ")" if estimate is None else f"; detector's own error ~{row['detector_error_px_estimate']:.1f} px)"
     Image.fromarray(subject_sheet(figures, novel, title)).save(os.path.join(folder, "sheet.png"))
 
     _write_coefficients(folder, prepared, coeffs, face_model.name, result)

@@ -89,7 +89,9 @@ def multiview_losses(
     landmarks3d [B, P, 3] mm (model space; P matches
     `lib.facemodel.derived.landmark3d_vertices`; the term is skipped when
     loss.landmark3d is 0), optional landmark_weights [B, Vw, 68] (per-view landmark
-    weights, fitting; default: `terms.landmark_weights(loss.landmark_heavy_weight)`).
+    weights, fitting; default: `terms.landmark_weights(loss.landmark_heavy_weight)`),
+    optional landmark_vertices long [B, Vw, 68] (per-view landmark vertices, fitting's
+    jaw-contour marching; default: the face model's fixed 68).
     use_parsing switches the parsing term on (the seed does so from mask_epoch);
     render_cfg: the renderer's settings. Training calls this with the network's batch,
     fitting (`lib.fitting.fit`) with B = 1, so the objective cannot drift.
@@ -117,7 +119,8 @@ def multiview_losses(
     values = {
         "photometric": terms.photometric_loss(images, target, weight, valid),
         "landmark": terms.landmark_loss(
-            instance.landmarks,
+            instance.landmarks if "landmark_vertices" not in batch else instance.screen[..., :2].gather(
+                1, _flatten_views(batch["landmark_vertices"])[..., None].expand(-1, -1, 2)),
             _flatten_views(batch["landmarks"]).float(),
             _flatten_views(batch["landmark_weights"]) if "landmark_weights" in batch
             else terms.landmark_weights(cfg.landmark_heavy_weight, device=rgb.device),
