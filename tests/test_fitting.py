@@ -180,8 +180,8 @@ def test_discover_seed_layout_and_subject_folders(tmp_path):
     subjects = {s.name: s.views for s in discover_subjects(str(folders))}
     assert [p.split("/")[-1] for p in subjects["ann"]] == ["a.png", "b.jpg"]
     assert subjects["empty"] == ()
-    # A folder of images is one subject.
-    assert [s.name for s in discover_subjects(str(folders / "ann"))] == ["ann"]
+    # Loose photos are one subject each.
+    assert [(s.name, len(s.views)) for s in discover_subjects(str(folders / "ann"))] == [("a", 1), ("b", 1)]
 
 
 def test_discover_rejects_missing_and_empty_input(tmp_path):
