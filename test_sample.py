@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lib.cli import make_parser, parse_config, run
 from lib.config.schema import Config
 from lib.errors import UserError
-from lib.facemodel import load_face_model
+from lib.facemodel import load_face_model, photo_face_model
 from lib.fitting.fit import landmark_pose
 from lib.fitting.inputs import discover_subjects
 from lib.fitting.pipeline import (
@@ -121,6 +121,10 @@ def main(argv=None) -> int:
     predictor = None
     if args.checkpoint:
         predictor, face_model = network_predictor(args.checkpoint)
+    elif args.input:
+        face_model, notice = photo_face_model(cfg.face_model)
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
     else:
         face_model = load_face_model(cfg.face_model.source, cfg.face_model.path)
     fit = args.fit or not args.checkpoint

@@ -17,6 +17,7 @@ from lib.meshio import read_obj
 SIZE = 128  # mediapipe finds the built-in model's rendered faces at this size
 FAST = [
     "preprocess.aligned=true",
+    "face_model.photos=config",  # the built-in model even where pretrain/ holds a converted ICT
     f"fit.crop_size={SIZE}",
     "fit.steps_pose=5",
     "fit.steps_shape=10",

@@ -17,6 +17,13 @@ class FaceModelConfig:
     # BFM_model_front.mat (bfm), folder of official BFM09 files (bfm_official),
     # ICT-FaceKit FaceXModel folder or its .tar.xz (ict), or a converted .npz (npz).
     path: str = ""
+    # Face model for photos (test_sample.py --input, prepare.py): "auto" takes the
+    # converted ICT-FaceKit model at `converted` when it exists and `source` is the
+    # synthetic builtin, else `source`; "config" always takes `source` / `path`.
+    photos: str = "auto"
+    # Where `python -m lib.facemodel.ict ICT-FaceKit` writes the converted model
+    # (relative to the working directory, like every path here).
+    converted: str = "pretrain/ict_facekit.npz"
 
 
 @dataclass

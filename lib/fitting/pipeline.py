@@ -22,11 +22,11 @@ from lib.config.schema import Config
 from lib.errors import UserError
 from lib.fitting.fit import FitResult, FitTarget, fit_views
 from lib.fitting.inputs import Subject
+from lib.fitting.photo_space import surface_maps, write_photo_view, write_view_maps
 from lib.fitting.texture import bake_texture
 from lib.meshio import write_obj
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.image_io import read_image
-from lib.render import render_mesh
 from lib.visualize import shaded_render, subject_sheet, view_figure
 
 RESULT_FILE = "result.json"
@@ -42,7 +42,9 @@ class PreparedSubject:
 
     images uint8 [Vw, S, S, 3]; landmarks float32 [Vw, 68, 2] px; parsing uint8
     [Vw, S, S]; skin_weight float32 [Vw, S, S]; view_names: one label per view
-    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects.
+    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects;
+    photo_paths and alignments (photo -> crop, `lib.preprocess.align.Alignment`) per
+    view for subjects read from photos (None for rendered demo subjects).
     """
 
     name: str
@@ -52,6 +54,8 @@ class PreparedSubject:
     parsing: np.ndarray
     skin_weight: np.ndarray
     gt_shape: np.ndarray | None = None
+    photo_paths: list | None = None
+    alignments: list | None = None
 
     def target(self) -> FitTarget:
         return FitTarget(
@@ -75,6 +79,8 @@ def prepare_subject(subject: Subject, preprocessor) -> PreparedSubject:
         landmarks=np.stack([f.landmarks for f in faces]).astype(np.float32),
         parsing=np.stack([f.parsing for f in faces]),
         skin_weight=np.stack([f.skin_weight for f in faces]).astype(np.float32),
+        photo_paths=list(subject.views),
+        alignments=[f.alignment for f in faces],
     )
 
 
@@ -159,7 +165,9 @@ def write_subject(
 
     Files: mesh.obj (per-vertex albedo colours), textured.obj/.mtl/.png (when the
     face model has UVs), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
-    and last result.json (the summary row; marks the subject complete).
+    per view the depth and normal maps (lib.fitting.photo_space), for photos the
+    photo-space JSON and overlay, and last result.json (the summary row; marks the
+    subject complete).
     """
     start = time.perf_counter()
     os.makedirs(folder, exist_ok=True)
@@ -171,7 +179,7 @@ def write_subject(
         front = frontal_view(coeffs)
         shape = instance.shape[front]
         albedo = instance.albedo[front].clamp(0, 1)
-        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors.clamp(0, 1)}, size)
+    maps = surface_maps(instance.vertices, instance.normals, instance.colors, morphable.faces, size)
 
     write_obj(os.path.join(folder, "mesh.obj"), shape.numpy(), face_model.faces, colors=albedo.numpy())
     row = {"name": prepared.name, "mode": mode, "views": len(prepared.view_names)}
@@ -190,11 +198,16 @@ def write_subject(
     figures = []
     for k, view_name in enumerate(prepared.view_names):
         figure = view_figure(
-            prepared.images[k], render.images["color"][k].numpy(), render.mask[k, ..., 0].numpy(),
+            prepared.images[k], maps[k].colour, maps[k].mask.astype(np.float32),
             result.landmarks[k].numpy(), prepared.landmarks[k], f"view {k}: {view_name}",
         )
         Image.fromarray(figure).save(os.path.join(folder, f"view{k}.png"))
         figures.append(figure)
+        alignment = prepared.alignments[k] if prepared.alignments else None
+        write_view_maps(folder, k, maps[k], alignment)
+        if alignment is not None:
+            write_photo_view(folder, k, prepared.photo_paths[k], read_image(prepared.photo_paths[k]), alignment,
+                             maps[k], prepared.landmarks[k], result.landmarks[k].numpy())
     yaw = cfg.fit.novel_yaw_deg
     novel = [
         shaded_render(shape, morphable.faces, size, yaw_deg=yaw),
