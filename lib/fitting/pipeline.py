@@ -188,6 +188,7 @@ def write_subject(
             torch.from_numpy(prepared.images).float() / 255.0, instance.vertices, instance.normals, morphable.faces,
             torch.from_numpy(face_model.uv_coords), torch.from_numpy(face_model.uv_faces), albedo,
             cfg.fit.texture_size, cfg.fit.texture_min_cosine, cfg.fit.texture_cosine_power,
+            bakeable=torch.from_numpy(prepared.parsing > 0),  # skin or a facial feature, not background
         )
         write_obj(
             os.path.join(folder, "textured.obj"), shape.numpy(), face_model.faces,
