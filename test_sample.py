@@ -4,8 +4,9 @@ Modes: --checkpoint FILE (network), --fit (fitting only), both (network, then
 fitting refines it). Without --checkpoint the fit is used. Without --input it runs on
 demo subjects rendered from the face model and prints their error against the ground
 truth. Per subject it writes OUT/<subject>/ (see doc/fitting.md) and skips subjects
-already complete unless --overwrite. Exit status 1 when a subject failed (the others
-are still done).
+already complete for the same request (mode, checkpoint, face model, settings,
+photos) unless --overwrite; a changed request redoes the subject. Exit status 1 when
+a subject failed (the others are still done).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from lib.errors import UserError
 from lib.facemodel import load_face_model, photo_face_model
 from lib.fitting.fit import landmark_pose
 from lib.fitting.inputs import discover_subjects
+from lib.fitting.request import changed_keys, clear_outputs, demo_request, photo_request, run_request
 from lib.fitting.pipeline import (
     PreparedSubject,
     assign_view_slots,
@@ -130,27 +132,35 @@ def main(argv=None) -> int:
     fit = args.fit or not args.checkpoint
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
     morphable = MorphableModel(face_model)
+    shared = run_request(cfg, mode, args.checkpoint, face_model)
 
     if args.input:
         subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 
         preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
-        jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor)) for s in subjects]
+        jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor), lambda s=s: photo_request(shared, s.views))
+                for s in subjects]
     else:
-        jobs = [(p.name, lambda p=p: p) for p in demo_subjects(face_model, cfg)]
+        jobs = [(p.name, lambda p=p: p, lambda i=i: demo_request(shared, cfg, i))
+                for i, p in enumerate(demo_subjects(face_model, cfg))]
 
     rows = []
-    for name, load in tqdm(jobs, desc="subjects", unit="subject"):
+    for name, load, request_of in tqdm(jobs, desc="subjects", unit="subject"):
         folder = os.path.join(args.out, name)
-        done = None if args.overwrite else read_result(folder)
-        if done is not None:
-            rows.append({**done, "status": "done before"})
-            continue
         try:
+            request = request_of()
+            done = None if args.overwrite else read_result(folder)
+            if done is not None:
+                changed = changed_keys(done.get("request"), request)
+                if not changed:
+                    rows.append({**done, "status": "done before"})
+                    continue
+                tqdm.write(f"{name}: redone: the request changed ({', '.join(changed[:6])})", file=sys.stderr)
+            clear_outputs(folder)
             prepared = load()
             result = reconstruct(prepared, morphable, cfg, predictor, fit, progress=True)
-            rows.append({**write_subject(folder, prepared, morphable, result, cfg, mode), "status": "ok"})
+            rows.append({**write_subject(folder, prepared, morphable, result, cfg, mode, request), "status": "ok"})
         except UserError as err:
             tqdm.write(f"{name}: skipped: {err}", file=sys.stderr)
             rows.append({"name": name, "status": f"failed: {err}"})

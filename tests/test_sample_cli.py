@@ -143,3 +143,40 @@ def test_network_and_network_plus_fit_modes(tmp_path, rendered_views, tiny_check
     assert row["mode"] == ("network+fit" if fit else "network") and row["views"] == 2
     assert np.load(out / "ann" / "coeffs.npz")["identity"].shape[0] == 2
     assert read_obj(str(out / "ann" / "mesh.obj")).colors is not None
+
+
+def test_a_changed_request_redoes_the_subject_never_stale(tmp_path, rendered_views, tiny_checkpoint, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    write_views(inputs / "ann", rendered_views[0][:2])
+    base = ["--input", str(inputs), "--out", str(out), *FAST, "fit.steps_refine=2"]
+    assert test_sample.main(["--fit", *base]) == 0
+    first = json.loads((out / "ann" / "result.json").read_text())
+    assert first["mode"] == "fit"
+    capsys.readouterr()
+
+    # Same request: kept. A different thread count changes no result: kept too.
+    assert test_sample.main(["--fit", *base, "fit.num_threads=2"]) == 0
+    assert "done before" in capsys.readouterr().out
+
+    # A checkpoint now: the network's result, not the old fit.
+    assert test_sample.main(["--checkpoint", tiny_checkpoint, *base]) == 0
+    captured = capsys.readouterr()
+    assert "done before" not in captured.out and "ann: redone: the request changed (" in captured.err
+    assert "mode" in captured.err and "checkpoint" in captured.err
+    assert json.loads((out / "ann" / "result.json").read_text())["mode"] == "network"
+
+    # A changed fitting setting: redone, named.
+    assert test_sample.main(["--fit", *base]) == 0
+    assert test_sample.main(["--fit", *base, "fit.steps_shape=11"]) == 0
+    assert "settings.fit.steps_shape" in capsys.readouterr().err
+    assert json.loads((out / "ann" / "result.json").read_text())["request"]["settings"]["fit"]["steps_shape"] == 11
+
+    # A changed photo: redone, and files of the old third view do not linger.
+    write_views(inputs / "cat", rendered_views[1])
+    assert test_sample.main(["--fit", *base]) == 0
+    assert (out / "cat" / "view2.png").is_file()
+    (inputs / "cat" / "view2.png").unlink()
+    Image.fromarray(np.asarray(rendered_views[0][0])).save(inputs / "cat" / "view0.png")
+    assert test_sample.main(["--fit", *base]) == 0
+    assert "cat: redone: the request changed (views)" in capsys.readouterr().err
+    assert not (out / "cat" / "view2.png").exists() and not (out / "cat" / "view2_depth_crop.npy").exists()

@@ -160,8 +160,11 @@ def write_subject(
     result: FitResult,
     cfg: Config,
     mode: str,
+    request: dict,
 ) -> dict:
     """Write every file of one subject into `folder` and return its summary row.
+    request: what was asked (lib.fitting.request), recorded in result.json so that a
+    rerun can tell whether the results still answer it.
 
     Files: mesh.obj (per-vertex albedo colours), textured.obj/.mtl/.png (when the
     face model has UVs), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
@@ -226,7 +229,7 @@ def write_subject(
         row["shape_error_mm"] = shape_error(shape.numpy(), prepared.gt_shape, morphable, cfg)
         row["mean_face_error_mm"] = shape_error(mean_shape, prepared.gt_shape, morphable, cfg)
     row["seconds_write"] = time.perf_counter() - start
-    _write_json(os.path.join(folder, RESULT_FILE), row)
+    _write_json(os.path.join(folder, RESULT_FILE), {**row, "request": request})
     return row
 
 
