@@ -43,19 +43,27 @@ COLUMNS = (
     ("landmark_median_px", "lmk med px", "{:.2f}"),
     ("landmark_worst_view_px", "worst view px", "{:.2f}"),
     ("seconds_fit", "fit s", "{:.1f}"),
+    ("identity_sd", "id SD", "{:.1f}"),
+    ("view_agreement", "views agree", "{:.2f}"),
+    ("fit_start", "from", "{}"),
     ("shape_error_mm", "error mm", "{:.3f}"),
     ("mean_face_error_mm", "mean face mm", "{:.3f}"),
     ("status", "status", "{}"),
 )
 
 
-def network_predictor(path: str):
+def network_predictor(path: str, photos: bool):
     """(predictor, face model) from a checkpoint: the predictor resizes a subject's
     crops to the network's input size, puts each view in its slot and returns one
-    coefficient row per view."""
+    coefficient row per view. photos: the inputs are photos (a network trained on
+    synthetic faces says so once)."""
     from models.checkpoint import load_model
 
     model, net_cfg = load_model(path, "cpu")
+    if photos and net_cfg.data.dataset == "synthetic":
+        print(f"note: {path} was trained on synthetic faces (data.dataset=synthetic); on photos its prediction is "
+              "a rough start, not a reconstruction: add --fit to refine it (the better of refining it and fitting "
+              "from scratch is kept)", file=sys.stderr)
     size, slots = net_cfg.data.image_size, net_cfg.model.num_views
     face_model = load_face_model(net_cfg.face_model.source, net_cfg.face_model.path)
     morphable = MorphableModel(face_model)
@@ -122,7 +130,7 @@ def main(argv=None) -> int:
 
     predictor = None
     if args.checkpoint:
-        predictor, face_model = network_predictor(args.checkpoint)
+        predictor, face_model = network_predictor(args.checkpoint, photos=bool(args.input))
     elif args.input:
         face_model, notice = photo_face_model(cfg.face_model)
         if notice:
@@ -166,6 +174,9 @@ def main(argv=None) -> int:
             rows.append({"name": name, "status": f"failed: {err}"})
 
     print_table(rows)
+    for row in rows:
+        for warning in row.get("warnings") or ():
+            print(f"warning: {row['name']}: {warning}")
     errors = [r["shape_error_mm"] for r in rows if r.get("shape_error_mm") is not None]
     if errors:
         means = [r["mean_face_error_mm"] for r in rows if r.get("mean_face_error_mm") is not None]

@@ -114,6 +114,10 @@ class LossConfig:
     lighting: float = 10.0  # SH monochrome regulariser
     reflectance: float = 5.0  # albedo uniformity over the skin
     parsing: float = 1.0
+    # Keeps fitted coefficients inside the face model's range (fitting only; zero
+    # inside, quadratic outside the limits below; doc/fitting.md "Fits that stay faces").
+    plausibility: float = 1.0
+    plausible_quantile: float = 0.999  # the range holds this fraction of the model's faces
     landmark_heavy_weight: float = 20.0  # nose bridge, eyes, inner mouth
     skin_weights: list = field(default_factory=lambda: [0.25, 0.5, 0.99])  # bg, skin, features
     # Uniform mass mixed into the rendered soft labels before the parsing NLL, so the
@@ -186,6 +190,9 @@ class FitConfig:
     texture_size: int = 512  # px, square UV texture baked from the views
     texture_min_cosine: float = 0.2  # texels seen more obliquely than this are not baked
     texture_cosine_power: float = 2.0  # blending weight = cosine ** power
+    # Views whose facial detail agrees less than this (correlation, lib/fitting/report.py)
+    # are flagged as possibly different people (measured in doc/fitting.md).
+    min_view_agreement: float = 0.22
     demo_subjects: int = 3  # synthetic subjects when test_sample.py gets no --input
     novel_yaw_deg: float = 50.0  # view angle of the shaded render on each sheet
     # torch threads while fitting (0: torch's default, one per core). Fitting's tensors

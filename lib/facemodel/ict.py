@@ -146,6 +146,7 @@ def _convert_folder(folder: str) -> FaceModel:
         **landmark_derived_fields(mean_shape, faces, LANDMARKS68, ALBEDO_MODES),
         uv_coords=neutral.uv_coords[used_uv],
         uv_faces=uv_faces,
+        exp_range=np.array([0.0, 1.0]),  # ARKit blendshape weights
         description=DESCRIPTION.format(offset=np.array2string(offset, precision=3), n_id=len(identities),
                                        n_exp=len(expressions)),
     )

@@ -9,7 +9,7 @@ objective: the terms of `lib.losses.terms` weighted by `LossConfig` through
 1. pose: closed-form weak-perspective pose from the landmarks, then L-BFGS on
    rotation and translation against the landmark term;
 2. shape: L-BFGS on identity, expression and pose against landmarks + coefficient
-   prior;
+   prior + plausibility (zero inside the model's range, steep outside it);
 3. appearance: everything (albedo and lighting too) against the full objective:
    photometric with skin attention, landmarks, parsing and the regularisers, rendered
    at `fit.render_size` pixels for speed.
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.config.schema import FitConfig, LossConfig
+from lib.facemodel.ranges import gaussian_limits
 from lib.geometry import euler_to_matrix, focal_length, project, rigid_transform
 from lib.geometry.camera import CAMERA_DISTANCE_MM
 from lib.losses import landmark_weights, region_one_hot, terms, weighted_sum
@@ -70,13 +71,16 @@ class FitTarget:
 class FitResult:
     """coeffs: Vw rows (shared identity/albedo repeated); landmarks [Vw, 68, 2] px
     projected model landmarks at the input size; landmark_error [Vw, 68] px distance
-    to the target landmarks; terms: final unweighted loss terms (floats); seconds."""
+    to the target landmarks; terms: the full objective's unweighted terms at the
+    result (floats) and 'total', the weighted objective that fits are compared by;
+    seconds; start: 'mean face' or 'prediction' (what the fit started from)."""
 
     coeffs: FaceCoefficients
     landmarks: torch.Tensor
     landmark_error: torch.Tensor
     terms: dict
     seconds: float
+    start: str = "mean face"
 
 
 class LandmarkProjector:
@@ -222,6 +226,10 @@ class _Objective:
         self.onehot = region_one_hot(morphable.face_model)
         self.skin_mask = torch.as_tensor(morphable.face_model.skin_mask)
         self.weights = landmark_weights(loss_cfg.landmark_heavy_weight)[None].repeat(target.num_views, 1)
+        fm, quantile = morphable.face_model, loss_cfg.plausible_quantile
+        self.limits = {name: gaussian_limits(k, quantile)
+                       for name, k in (("identity", fm.num_id), ("expression", fm.num_exp), ("albedo", fm.num_tex))}
+        self.exp_range = None if fm.exp_range is None else tuple(float(v) for v in fm.exp_range)
 
     def landmark_terms(self, coeffs: FaceCoefficients, with_prior: bool) -> dict:
         pred = self.projector(coeffs, self.target.image_size)
@@ -230,7 +238,16 @@ class _Objective:
         }
         if with_prior:
             values["coefficient"] = self._coefficient(coeffs)
+            values["plausibility"] = self._plausibility(coeffs)
         return values
+
+    def _plausibility(self, coeffs: FaceCoefficients) -> torch.Tensor:
+        """How far identity, albedo and expression left the model's range (0 inside)."""
+        value = terms.outside_gaussian_loss(coeffs.identity, *self.limits["identity"])
+        value = value + terms.outside_gaussian_loss(coeffs.albedo, *self.limits["albedo"])
+        if self.exp_range is None:
+            return value + terms.outside_gaussian_loss(coeffs.expression, *self.limits["expression"])
+        return value + terms.outside_bounds_loss(coeffs.expression, *self.exp_range)
 
     def _coefficient(self, coeffs: FaceCoefficients) -> torch.Tensor:
         cfg = self.loss_cfg
@@ -255,6 +272,7 @@ class _Objective:
                 instance.landmarks, self.target.landmarks * small["scale"], self.weights, small["size"][1]
             ),
             "coefficient": self._coefficient(coeffs),
+            "plausibility": self._plausibility(coeffs),
             "lighting": terms.lighting_loss(coeffs.lighting),
             "reflectance": terms.reflectance_loss(instance.albedo, self.skin_mask),
         }
@@ -376,13 +394,13 @@ def fit_views(
     objective.weights = view_landmark_weights(init.rotation, loss_cfg.landmark_heavy_weight, fit_cfg)
     total_steps = sum(s[1] for s in stages)
     bar = tqdm(total=total_steps, desc="fit", leave=False, unit="step") if progress else None
-    final: dict = {}
+    start_kind = "mean face" if stages[0][2] == "pose" else "prediction"
     for names, steps, kind in stages:
         if kind == "appearance":
-            final = _run_adam_stage(params, names, steps, objective.full_terms, fit_cfg, loss_cfg, bar)
+            _run_adam_stage(params, names, steps, objective.full_terms, fit_cfg, loss_cfg, bar)
         else:
             loss_fn = lambda c, p=(kind == "shape"): objective.landmark_terms(c, p)  # noqa: E731
-            final = _run_lbfgs_stage(params, names, steps, loss_fn, loss_cfg, bar)
+            _run_lbfgs_stage(params, names, steps, loss_fn, loss_cfg, bar)
         if kind == "pose":
             # The pose is now reliable enough to tell side views from frontal ones.
             objective.weights = view_landmark_weights(params.rotation.detach(), loss_cfg.landmark_heavy_weight, fit_cfg)
@@ -393,4 +411,8 @@ def fit_views(
         coeffs = params.coeffs().map(lambda t: t.detach().clone())
         landmarks = objective.projector(coeffs, target.image_size)
         error = (landmarks - target.landmarks).norm(dim=-1)
-    return FitResult(coeffs=coeffs, landmarks=landmarks, landmark_error=error, terms=final, seconds=time.perf_counter() - start)
+        values = objective.full_terms(coeffs)
+        final = {k: float(v) for k, v in values.items()}
+        final["total"] = float(weighted_sum(values, loss_cfg))
+    return FitResult(coeffs=coeffs, landmarks=landmarks, landmark_error=error, terms=final,
+                     seconds=time.perf_counter() - start, start=start_kind)

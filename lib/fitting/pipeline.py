@@ -23,6 +23,7 @@ from lib.errors import UserError
 from lib.fitting.fit import FitResult, FitTarget, fit_views
 from lib.fitting.inputs import Subject
 from lib.fitting.photo_space import surface_maps, write_photo_view, write_view_maps
+from lib.fitting.report import coefficient_report, view_agreement
 from lib.fitting.texture import bake_texture
 from lib.meshio import write_obj
 from lib.morphable import FaceCoefficients, MorphableModel
@@ -111,17 +112,25 @@ def reconstruct(
     fit: bool = True,
     progress: bool = False,
 ) -> FitResult:
-    """Network prediction (when `predictor`), fitting (when `fit`), or both (the
-    prediction refined for fit.steps_refine steps). Without a predictor the fit
-    starts from the mean face."""
+    """Network prediction (when `predictor`), fitting (when `fit`), or both. Without
+    a predictor the fit starts from the mean face. With both, the prediction refined
+    for fit.steps_refine steps and a fit from the mean face are compared by the
+    fitting objective (FitResult.terms['total']) and the better one is returned, so
+    refining never ends worse than fitting alone (FitResult.start says which)."""
     if predictor is None and not fit:
         raise UserError("nothing to do: give --checkpoint FILE, --fit, or both")
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
-    return fit_views(
-        morphable, prepared.target(), fit_cfg, cfg.loss, init=init,
+    run = lambda start: fit_views(  # noqa: E731
+        morphable, prepared.target(), fit_cfg, cfg.loss, init=start,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
     )
+    result = run(init)
+    if init is None or not fit:
+        return result
+    scratch = run(None)
+    best = scratch if scratch.terms["total"] < result.terms["total"] else result
+    return dataclasses.replace(best, seconds=result.seconds + scratch.seconds)
 
 
 def frontal_view(coeffs: FaceCoefficients) -> int:
@@ -219,6 +228,22 @@ def write_subject(
         shaded_render(shape, morphable.faces, size, yaw_deg=0.0, colors=albedo),
     ]
     row.update(landmark_summary(result))
+    row["fit_start"] = result.start
+    row["objective"] = result.terms.get("total")
+    row.update(coefficient_report(coeffs, face_model, cfg.loss.plausible_quantile))
+    row["identity_sd"] = row["prior_distance_sd"]["identity"]
+    if face_model.has_uv and len(prepared.view_names) > 1:
+        agreement = view_agreement(
+            torch.from_numpy(prepared.images).float() / 255.0, instance.vertices, instance.normals, morphable.faces,
+            torch.from_numpy(face_model.uv_coords), torch.from_numpy(face_model.uv_faces),
+            torch.from_numpy(prepared.parsing > 0), cfg.fit, front,
+        )
+        row["view_agreement"] = agreement["agreement"]
+        row["view_agreement_pairs"] = agreement["pairs"]
+        if agreement["agreement"] is not None and agreement["agreement"] < cfg.fit.min_view_agreement:
+            row["warnings"].append(
+                f"the views may show different people: their facial detail agrees {agreement['agreement']:.2f} "
+                f"(below fit.min_view_agreement {cfg.fit.min_view_agreement})")
     title = f"{prepared.name}  ({mode}; landmark median {row['landmark_median_px']:.2f} px)"
     Image.fromarray(subject_sheet(figures, novel, title)).save(os.path.join(folder, "sheet.png"))
 

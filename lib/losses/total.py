@@ -28,6 +28,7 @@ TERM_WEIGHTS = {
     "lighting": "lighting",
     "reflectance": "reflectance",
     "parsing": "parsing",
+    "plausibility": "plausibility",
 }
 
 
