@@ -180,3 +180,24 @@ def test_a_changed_request_redoes_the_subject_never_stale(tmp_path, rendered_vie
     assert test_sample.main(["--fit", *base]) == 0
     assert "cat: redone: the request changed (views)" in capsys.readouterr().err
     assert not (out / "cat" / "view2.png").exists() and not (out / "cat" / "view2_depth_crop.npy").exists()
+
+
+def test_flat_folder_of_two_identities_is_two_subjects(tmp_path, rendered_views, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    Image.fromarray(np.asarray(rendered_views[0][1])).save(inputs / "ann.png")
+    Image.fromarray(np.asarray(rendered_views[1][1])).save(inputs / "bob.ppm")
+    assert test_sample.main(["--fit", "--input", str(inputs), "--out", str(out), *FAST]) == 0
+    for name in ("ann", "bob"):
+        row = json.loads((out / name / "result.json").read_text())
+        assert row["views"] == 1 and row["name"] == name
+    table = capsys.readouterr().out
+    assert "ann" in table and "bob" in table
+
+
+def test_synthetic_checkpoint_says_so_on_photos(tmp_path, rendered_views, tiny_checkpoint, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    write_views(inputs / "ann", rendered_views[0][1:2])
+    assert test_sample.main(["--checkpoint", tiny_checkpoint, "--input", str(inputs), "--out", str(out), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.count("was trained on synthetic faces") == 1
