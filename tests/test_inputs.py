@@ -1,12 +1,18 @@
 """Subjects as users mean them (lib/fitting/inputs.py), photo formats, and
 one-photo subjects in prepare.py's folder layout."""
+import dataclasses
+import glob
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import prepare
 from data.folders import discover_folder_views
+from data.synthetic import generate_split
+from lib.config import load_config
+from lib.facemodel import load_face_model
 from lib.fitting.inputs import discover_subjects, safe_name, unique_names
 from lib.preprocess.image_io import IMAGE_EXTENSIONS, read_image
 
@@ -69,3 +75,17 @@ def test_prepare_layout_accepts_a_one_photo_subject(tmp_path):
     _touch(tmp_path / "solo" / "portrait.jpg")
     groups, problems = discover_folder_views(str(tmp_path), 3)
     assert problems == [] and [g.paths for g in groups] == [(None, str(tmp_path / "solo" / "portrait.jpg"), None)]
+
+
+def test_prepare_takes_a_one_photo_subject_at_the_photo_crop_size(tmp_path, capsys):
+    cfg = load_config(None)
+    views = generate_split(load_face_model("builtin"), dataclasses.replace(cfg.data, image_size=128), cfg.loss, "val", 1,
+                           progress=False)["rgb"][0]
+    (tmp_path / "in" / "solo").mkdir(parents=True)
+    Image.fromarray(np.asarray(views[1])).save(tmp_path / "in" / "solo" / "portrait.png")
+    out = tmp_path / "out"
+    argv = ["--input", str(tmp_path / "in"), "--out", str(out), "face_model.photos=config", "fit.crop_size=96"]
+    assert prepare.main(argv) == 0
+    assert "prepared 1 photos in 1 samples" in capsys.readouterr().out
+    [crop] = glob.glob(str(out / "cache" / "*" / "*" / "*" / "crop.npy"))
+    assert np.load(crop).shape == (96, 96, 3)  # fit.crop_size, not the preset's data.image_size (64)
