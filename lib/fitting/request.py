@@ -21,7 +21,7 @@ IGNORED_FIT_KEYS = ("num_threads", "demo_subjects")
 """Fit settings that change speed or how many demo subjects exist, not a result."""
 
 OUTPUT_FILE = re.compile(
-    r"^(mesh\.obj|textured\.(obj|mtl|png)|sheet\.png|coeffs\.(json|npz)|result\.json|report\.json"
+    r"^(mesh\.obj|textured\.(obj|mtl|png)|sheet\.png|coeffs\.(json|npz)|result\.json"
     r"|view\d+(_[a-z_]+)?\.(png|json|npy))$"
 )
 """Names of the files test_sample.py writes into a subject's folder (doc/fitting.md)."""
