@@ -14,9 +14,10 @@ from lib.facemodel.builtin import build_builtin_face_model
 from lib.facemodel.ranges import gaussian_limits
 from lib.fitting.fit import fit_views
 from lib.fitting.pipeline import PreparedSubject, reconstruct
-from lib.fitting.report import coefficient_report
+from lib.fitting.report import coefficient_report, view_agreement
 from lib.losses import terms
 from lib.morphable import FaceCoefficients, MorphableModel
+from lib.render import render_mesh
 from tests.test_fitting import SIZE, synthetic_subject
 
 
@@ -106,3 +107,30 @@ def test_refinement_keeps_the_better_of_refined_and_scratch(morphable):
     # A right prediction against a scratch fit given no shape steps: the prediction stays.
     short = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, steps_shape=0, steps_appearance=1))
     assert reconstruct(prepared, morphable, short, predictor=lambda p: truth, fit=True).start == "prediction"
+
+
+def _speckled_views(morphable, seed, yaws=(0.0, 30.0)):
+    """A face with per-vertex speckles (its 'skin marks', fixed by `seed`) rendered
+    head-on and turned: images [2, S, S, 3], vertices, normals [2, V, 3], mask."""
+    fm = morphable.face_model
+    gen = torch.Generator().manual_seed(seed)
+    colours = (0.6 + 0.3 * torch.rand(fm.num_vertices, 3, generator=gen)).expand(len(yaws), -1, -1)
+    coeffs = dataclasses.replace(FaceCoefficients.zeros(fm, len(yaws)),
+                                 rotation=torch.tensor([[0.0, math.radians(y), 0.0] for y in yaws]))
+    with torch.no_grad():
+        instance = morphable(coeffs, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": colours}, (SIZE, SIZE))
+    return render.images["color"], instance.vertices, instance.normals, render.mask[..., 0] > 0.5
+
+
+def test_view_agreement_tells_one_face_from_two(morphable):
+    fm = morphable.face_model
+    uv, uv_faces = torch.from_numpy(fm.uv_coords), torch.from_numpy(fm.uv_faces)
+    images, verts, normals, mask = _speckled_views(morphable, seed=1)
+    other, _, _, _ = _speckled_views(morphable, seed=2)
+    cfg = Config().fit
+    same = view_agreement(images, verts, normals, morphable.faces, uv, uv_faces, mask, cfg, frontal=0)
+    mixed_images = torch.stack([images[0], other[1]])
+    mixed = view_agreement(mixed_images, verts, normals, morphable.faces, uv, uv_faces, mask, cfg, frontal=0)
+    assert same["agreement"] > 0.5 and mixed["agreement"] < 0.2, (same, mixed)
+    assert set(same["pairs"]) == {"0-1"}

@@ -192,7 +192,7 @@ class FitConfig:
     texture_cosine_power: float = 2.0  # blending weight = cosine ** power
     # Views whose facial detail agrees less than this (correlation, lib/fitting/report.py)
     # are flagged as possibly different people (measured in doc/fitting.md).
-    min_view_agreement: float = 0.22
+    min_view_agreement: float = 0.2
     demo_subjects: int = 3  # synthetic subjects when test_sample.py gets no --input
     novel_yaw_deg: float = 50.0  # view angle of the shaded render on each sheet
     # torch threads while fitting (0: torch's default, one per core). Fitting's tensors
