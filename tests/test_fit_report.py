@@ -63,6 +63,8 @@ def test_coefficient_report_names_what_left_the_range():
     assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("identity is 5.0 SD")
     quiet = coefficient_report(_coeffs(fm, torch.full((1, fm.num_id), 0.9)), fm, 0.999)
     assert quiet["warnings"] == []  # norm 0.9 * sqrt(K): a typical face
+    edge = coefficient_report(_coeffs(fm, torch.full((1, fm.num_id), limit / math.sqrt(fm.num_id))), fm, 0.999)
+    assert len(edge["warnings"]) == 1 and "held at the edge" in edge["warnings"][0]
 
     bounded = fm.replace(exp_range=np.array([0.0, 1.0]))
     expression = torch.zeros(2, fm.num_exp)

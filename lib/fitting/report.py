@@ -37,7 +37,7 @@ def coefficient_report(coeffs: FaceCoefficients, face_model, quantile: float) ->
     expression; None for bounded expressions); prior_limit_sd: the norm that
     `quantile` of the model's faces stay under; max_coefficient_sd: the largest
     |coefficient|; expression_range: the bounds of a bounded expression or None; and
-    warnings: one sentence per limit the fit went beyond."""
+    warnings: one sentence per limit the fit went beyond or is held at."""
     parts = {"identity": coeffs.identity[:1], "albedo": coeffs.albedo[:1], "expression": coeffs.expression}
     bounded = face_model.exp_range is not None
     report = {"prior_distance_sd": {}, "prior_limit_sd": {}, "max_coefficient_sd": {}, "warnings": []}
@@ -63,6 +63,10 @@ def coefficient_report(coeffs: FaceCoefficients, face_model, quantile: float) ->
             report["warnings"].append(
                 f"{name} is {distance:.1f} SD from the mean (largest coefficient {largest:.1f} SD); "
                 f"{quantile:.1%} of the model's faces are within {max_norm:.1f} (each within {max_abs:.1f})")
+        elif distance > max_norm * (1 - RANGE_TOLERANCE):
+            report["warnings"].append(
+                f"{name} is held at the edge of the model's range ({distance:.1f} SD): the photos ask for more "
+                "than the model holds, this is the nearest plausible face")
     if not bounded:
         report.setdefault("expression_range", None)
     return report
