@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from data.folders import FolderViews
     from data.pixel_face import PixelFace
     from lib.preprocess import Preprocessor
-    from lib.preprocess.overlay import draw_overlay
+    from lib.visualize.preprocess import draw_overlay
 
     cache_dir = cfg.data.cache_dir or os.path.join(args.out, "cache")
     layout = _layout(root, args.layout)
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     crop_size = cfg.data.image_size if training_data else cfg.fit.crop_size
-    preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=crop_size)
+    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=crop_size)
     if training_data:
         splits = [s for s in ("train", "val") if os.path.isdir(os.path.join(root, s))]
         datasets = {s: PixelFace(root, s, preprocessor, cache_dir) for s in splits}

@@ -16,19 +16,16 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.cli import make_parser, parse_config, run
 from lib.config.schema import Config
 from lib.errors import UserError
 from lib.facemodel import load_face_model, photo_face_model
-from lib.fitting.fit import landmark_pose
 from lib.fitting.inputs import discover_subjects
 from lib.fitting.request import changed_keys, clear_outputs, demo_request, photo_request, run_request
 from lib.fitting.pipeline import (
     PreparedSubject,
-    assign_view_slots,
     prepare_subject,
     read_result,
     reconstruct,
@@ -52,37 +49,10 @@ COLUMNS = (
 )
 
 
-def network_predictor(path: str, photos: bool):
-    """(predictor, face model) from a checkpoint: the predictor resizes a subject's
-    crops to the network's input size, puts each view in its slot and returns one
-    coefficient row per view. photos: the inputs are photos (a network trained on
-    synthetic faces says so once)."""
-    from models.checkpoint import load_model
-
-    model, net_cfg = load_model(path, "cpu")
-    if photos and net_cfg.data.dataset == "synthetic":
-        print(f"note: {path} was trained on synthetic faces (data.dataset=synthetic); on photos its prediction is "
-              "a rough start, not a reconstruction: add --fit to refine it (the better of refining it and fitting "
-              "from scratch is kept)", file=sys.stderr)
-    size, slots = net_cfg.data.image_size, net_cfg.model.num_views
-    face_model = load_face_model(net_cfg.face_model.source, net_cfg.face_model.path)
-    morphable = MorphableModel(face_model)
-
-    def predict(prepared: PreparedSubject):
-        target = prepared.target()
-        rotation, _ = landmark_pose(morphable, target.landmarks, target.image_size, net_cfg.loss.landmark_heavy_weight)
-        slot = assign_view_slots(rotation[:, 1], slots, net_cfg.fit.side_view_deg)
-        rgb = torch.zeros(1, slots, 3, size, size)
-        parsing = torch.zeros(1, slots, size, size, dtype=torch.long)
-        mask = torch.zeros(1, slots, dtype=torch.bool)
-        rgb[0, slot] = F.interpolate(target.rgb, size=(size, size), mode="area")
-        parsing[0, slot] = F.interpolate(target.parsing[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
-        mask[0, slot] = True
-        with torch.no_grad():
-            coeffs = model(rgb, parsing, mask)
-        return coeffs.map(lambda t: t[slot])
-
-    return predict, face_model
+SYNTHETIC_ON_PHOTOS = (
+    "{path} was trained on synthetic faces (data.dataset=synthetic); on photos its prediction is a rough start, "
+    "not a reconstruction: add --fit to refine it (the better of refining it and fitting from scratch is kept)"
+)
 
 
 def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
@@ -90,7 +60,8 @@ def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
     from data.synthetic import generate_split
 
     data_cfg = dataclasses.replace(cfg.data, image_size=cfg.fit.crop_size)
-    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", cfg.fit.demo_subjects, progress=False)
+    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", cfg.fit.demo_subjects, progress=False,
+                            feature_dilation_px=cfg.preprocess.feature_dilation_px)
     return [
         PreparedSubject(
             name=f"demo-{i:03d}",
@@ -100,6 +71,7 @@ def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
             parsing=arrays["parsing"][i],
             skin_weight=arrays["skin_weight"][i],
             gt_shape=arrays["gt_shape"][i],
+            index=i,
         )
         for i in range(arrays["rgb"].shape[0])
     ]
@@ -130,23 +102,31 @@ def main(argv=None) -> int:
 
     predictor = None
     if args.checkpoint:
-        predictor, face_model = network_predictor(args.checkpoint, photos=bool(args.input))
+        from models.predictor import load_predictor
+
+        network = load_predictor(args.checkpoint, "cpu")
+        face_model = network.face_model
+        morphable = MorphableModel(face_model)
+        predictor = lambda prepared: network.predict_views(prepared.target(), morphable)  # noqa: E731
+        if args.input and network.cfg.data.dataset == "synthetic":
+            print(f"note: {SYNTHETIC_ON_PHOTOS.format(path=args.checkpoint)}", file=sys.stderr)
     elif args.input:
         face_model, notice = photo_face_model(cfg.face_model)
+        morphable = MorphableModel(face_model)
         if notice:
             print(f"note: {notice}", file=sys.stderr)
     else:
         face_model = load_face_model(cfg.face_model.source, cfg.face_model.path)
+        morphable = MorphableModel(face_model)
     fit = args.fit or not args.checkpoint
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
-    morphable = MorphableModel(face_model)
     shared = run_request(cfg, mode, args.checkpoint, face_model)
 
     if args.input:
         subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 
-        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
+        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
         jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor), lambda s=s: photo_request(shared, s.views))
                 for s in subjects]
     else:

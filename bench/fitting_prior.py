@@ -9,8 +9,9 @@ fitted landmarks are the true projected ones plus Gaussian noise (--noise-px, a
 detector's error), the parsing map is the rendered one. Each subject is fitted from
 3 views and from its frontal view alone, with loss.plausibility = 0 (before) and at
 its default (after). Error: mean scan-to-mesh distance (mm) of the true mesh's
-vertices to the fitted mesh after the NoW 7-point + rigid alignment; the mean face
-is the reference every fit must beat.
+points to the fitted mesh after the NoW 7-point + rigid alignment, measured by
+`lib.evaluation.runner` as test_pixel_face.py does (a scan sampled from the true mesh,
+cropped); the mean face is the reference every fit must beat.
 
     .venv/bin/python bench/fitting_prior.py [--ict FILE] [--subjects N] [--noise-px P] [section.key=value ...]
 
@@ -36,9 +37,9 @@ from lib.config import load_config  # noqa: E402
 from lib.facemodel import FaceModel  # noqa: E402
 from lib.facemodel.ict import convert_ict  # noqa: E402
 from lib.facemodel.ranges import gaussian_limits  # noqa: E402
+from lib.evaluation.prediction import evaluated_shape  # noqa: E402
 from lib.fitting.pipeline import PreparedSubject, landmark_summary, reconstruct, shape_error  # noqa: E402
 from lib.geometry import CAMERA_DISTANCE_MM  # noqa: E402
-from lib.losses import region_one_hot  # noqa: E402
 from lib.morphable import FaceCoefficients, MorphableModel  # noqa: E402
 from lib.render import render_mesh  # noqa: E402
 
@@ -79,7 +80,7 @@ def draw_subject(morphable: MorphableModel, cfg, index: int, noise_px: float) ->
     )
     with torch.no_grad():
         instance = morphable(coeffs, (size, size))
-        onehot = region_one_hot(fm)[None].expand(views, -1, -1)
+        onehot = morphable.region_onehot[None].expand(views, -1, -1)
         render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors, "parsing": onehot},
                              (size, size))
     mask = render.mask.numpy()
@@ -92,7 +93,7 @@ def draw_subject(morphable: MorphableModel, cfg, index: int, noise_px: float) ->
         images=np.round(rgb * 255).astype(np.uint8), landmarks=landmarks.astype(np.float32),
         parsing=parsing.numpy().astype(np.uint8),
         skin_weight=skin_attention(parsing, cfg.loss.skin_weights, cfg.preprocess.feature_dilation_px).astype(np.float32),
-        gt_shape=instance.shape[0].numpy(),
+        gt_shape=instance.shape[0].numpy(), index=index,
     )
 
 
@@ -126,14 +127,14 @@ def main() -> int:
     for i in range(args.subjects):
         subject = draw_subject(morphable, cfg, i, args.noise_px)
         mean_shape = morphable.mean_shape.reshape(-1, 3).numpy()
-        mean_face[i] = shape_error(mean_shape, subject.gt_shape, morphable, cfg)
+        mean_face[i] = shape_error(mean_shape, subject, face_model, cfg)
         for views, prepared in ((3, subject), (1, frontal_only(subject))):
             for name, variant in variants.items():
                 result = reconstruct(prepared, morphable, variant)
                 with torch.no_grad():
-                    shape = morphable(result.coeffs, (cfg.fit.crop_size,) * 2).shape
-                front = int(result.coeffs.rotation[:, 1].abs().argmin())
-                error = shape_error(shape[front].numpy(), subject.gt_shape, morphable, cfg)
+                    view_mask = torch.ones(1, views, dtype=torch.bool)
+                    shape = evaluated_shape(morphable, result.coeffs, view_mask)[0]
+                error = shape_error(shape.numpy(), subject, face_model, cfg)
                 identity = float(result.coeffs.identity[0].norm())
                 px = landmark_summary(result)["landmark_median_px"]
                 rows.setdefault((views, name), []).append((error, px, identity))

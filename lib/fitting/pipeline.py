@@ -20,6 +20,8 @@ from PIL import Image
 
 from lib.config.schema import Config
 from lib.errors import UserError
+from lib.evaluation.prediction import evaluated_view
+from lib.evaluation.runner import measure, synthetic_scan
 from lib.fitting.fit import FitResult, FitTarget, fit_views
 from lib.fitting.inputs import Subject
 from lib.fitting.photo_space import surface_maps, write_photo_view, write_view_maps
@@ -43,7 +45,8 @@ class PreparedSubject:
 
     images uint8 [Vw, S, S, 3]; landmarks float32 [Vw, 68, 2] px; parsing uint8
     [Vw, S, S]; skin_weight float32 [Vw, S, S]; view_names: one label per view
-    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects;
+    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects, and
+    index: their index in the synthetic validation split (seeds their scan);
     photo_paths and alignments (photo -> crop, `lib.preprocess.align.Alignment`) per
     view for subjects read from photos (None for rendered demo subjects).
     """
@@ -55,6 +58,7 @@ class PreparedSubject:
     parsing: np.ndarray
     skin_weight: np.ndarray
     gt_shape: np.ndarray | None = None
+    index: int = 0
     photo_paths: list | None = None
     alignments: list | None = None
 
@@ -122,7 +126,7 @@ def reconstruct(
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
     run = lambda start: fit_views(  # noqa: E731
-        morphable, prepared.target(), fit_cfg, cfg.loss, init=start,
+        morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=start,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
     )
     result = run(init)
@@ -131,12 +135,6 @@ def reconstruct(
     scratch = run(None)
     best = scratch if scratch.terms["total"] < result.terms["total"] else result
     return dataclasses.replace(best, seconds=result.seconds + scratch.seconds)
-
-
-def frontal_view(coeffs: FaceCoefficients) -> int:
-    """Index of the view seen most head-on (smallest |yaw|): its expression is the
-    one exported."""
-    return int(coeffs.rotation[:, 1].abs().argmin())
 
 
 def landmark_summary(result: FitResult) -> dict:
@@ -151,15 +149,12 @@ def landmark_summary(result: FitResult) -> dict:
     }
 
 
-def shape_error(pred_shape: np.ndarray, gt_shape: np.ndarray, morphable: MorphableModel, cfg: Config) -> float:
-    """Mean NoW scan-to-mesh distance (mm) from the ground-truth mesh's vertices to
-    the predicted mesh, after the NoW 7-point + rigid alignment."""
-    from lib.evaluation.now import error_statistics, now_scan_to_mesh
-
-    now7 = morphable.face_model.extra_landmarks["now7"]
-    faces = morphable.face_model.faces
-    result = now_scan_to_mesh(gt_shape, gt_shape[now7], pred_shape, faces, pred_shape[now7], cfg.eval)
-    return error_statistics(result.distances)["mean"]
+def shape_error(pred_shape: np.ndarray, prepared: PreparedSubject, face_model, cfg: Config) -> float:
+    """NoW-style mean distance (mm) of the mesh pred_shape [V, 3] to a synthetic
+    subject's scan, exactly as test_pixel_face.py and training validation measure it
+    (`lib.evaluation.runner`; pooled over the scan's cropped points)."""
+    scan = synthetic_scan(prepared.gt_shape, face_model, cfg.eval, prepared.index)
+    return float(measure(pred_shape, face_model, scan, cfg.eval).distances.mean())
 
 
 def write_subject(
@@ -188,8 +183,9 @@ def write_subject(
     size = prepared.images.shape[1:3]
     with torch.no_grad():
         instance = morphable(coeffs, size)
-        front = frontal_view(coeffs)
-        shape = instance.shape[front]
+        view_mask = torch.ones(1, coeffs.rotation.shape[0], dtype=torch.bool)
+        front = int(evaluated_view(coeffs.rotation[None], view_mask)[0])
+        shape = instance.shape[front]  # = evaluated_shape(morphable, coeffs, view_mask)[0]
         albedo = instance.albedo[front].clamp(0, 1)
     maps = surface_maps(instance.vertices, instance.normals, instance.colors, morphable.faces, size)
 
@@ -251,8 +247,8 @@ def write_subject(
     row["seconds_fit"] = result.seconds
     if prepared.gt_shape is not None:
         mean_shape = morphable.mean_shape.reshape(-1, 3).numpy()
-        row["shape_error_mm"] = shape_error(shape.numpy(), prepared.gt_shape, morphable, cfg)
-        row["mean_face_error_mm"] = shape_error(mean_shape, prepared.gt_shape, morphable, cfg)
+        row["shape_error_mm"] = shape_error(shape.numpy(), prepared, face_model, cfg)
+        row["mean_face_error_mm"] = shape_error(mean_shape, prepared, face_model, cfg)
     row["seconds_write"] = time.perf_counter() - start
     _write_json(os.path.join(folder, RESULT_FILE), {**row, "request": request})
     return row
