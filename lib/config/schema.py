@@ -288,6 +288,8 @@ RANGES: dict[str, Range] = {
     "loss.landmark_heavy_weight": NON_NEGATIVE,
     "loss.skin_weights": NON_NEGATIVE,
     "loss.parsing_smoothing": Range(0, 0.5),
+    "loss.plausibility": NON_NEGATIVE,
+    "loss.plausible_quantile": Range(0, 1 - 1e-9, above=True),  # 1 would put the range at infinity
     "train.epochs": COUNT,
     "train.batch_size": COUNT,
     "train.lr": POSITIVE,
@@ -327,6 +329,7 @@ RANGES: dict[str, Range] = {
     "fit.texture_size": Range(16),
     "fit.texture_min_cosine": FRACTION,
     "fit.texture_cosine_power": NON_NEGATIVE,
+    "fit.min_view_agreement": Range(-1, 1),
     "fit.demo_subjects": COUNT,
     "fit.novel_yaw_deg": Range(-90, 90),
     "fit.num_threads": NON_NEGATIVE,
