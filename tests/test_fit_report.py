@@ -81,8 +81,9 @@ def test_plausibility_keeps_a_noisy_fit_inside_the_range(morphable):
     cfg = Config()
     fit_cfg = dataclasses.replace(cfg.fit, steps_appearance=0, prior_scale=0.0)
     fm = morphable.face_model
-    free = fit_views(morphable, noisy, fit_cfg, dataclasses.replace(cfg.loss, plausibility=0.0), cfg.render)
-    held = fit_views(morphable, noisy, fit_cfg, cfg.loss, cfg.render)
+    free = fit_views(morphable, noisy, fit_cfg, dataclasses.replace(cfg.loss, plausibility=0.0), cfg.render,
+                     expression_per_view=True)
+    held = fit_views(morphable, noisy, fit_cfg, cfg.loss, cfg.render, expression_per_view=True)
     max_norm, max_abs = gaussian_limits(fm.num_id, cfg.loss.plausible_quantile)
     # Without prior and plausibility, noisy landmarks push the identity out of range.
     assert float(free.coeffs.identity[0].norm()) > max_norm or float(free.coeffs.identity.abs().max()) > max_abs

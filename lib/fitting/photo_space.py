@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lib.config.schema import RenderConfig
 from lib.geometry import CAMERA_DISTANCE_MM
 from lib.preprocess.align import Alignment
 from lib.render import render_mesh
@@ -38,12 +39,14 @@ class SurfaceMaps:
 
 
 def surface_maps(vertices: torch.Tensor, normals: torch.Tensor, colours: torch.Tensor, faces: torch.Tensor,
-                 size: tuple[int, int]) -> list[SurfaceMaps]:
+                 size: tuple[int, int], render_cfg: RenderConfig) -> list[SurfaceMaps]:
     """One SurfaceMaps per view. vertices, normals, colours [Vw, V, 3] (camera mm, unit,
-    [0, 1]); faces long [F, 3]; size (H, W) of the crops."""
+    [0, 1]); faces long [F, 3]; size (H, W) of the crops; render_cfg: `render.*`."""
     with torch.no_grad():
         depth = CAMERA_DISTANCE_MM - vertices[..., 2:]
-        render = render_mesh(vertices, faces, {"depth": depth, "normal": normals, "colour": colours.clamp(0, 1)}, size)
+        attributes = {"depth": depth, "normal": normals, "colour": colours.clamp(0, 1)}
+        render = render_mesh(vertices, faces, attributes, size, cull_backfaces=render_cfg.cull_backfaces,
+                             backend=render_cfg.backend)
     result = []
     for k in range(vertices.shape[0]):
         mask = render.mask[k, ..., 0].numpy() > 0.5

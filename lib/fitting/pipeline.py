@@ -188,7 +188,7 @@ def write_subject(
         front = int(evaluated_view(coeffs.rotation[None], view_mask)[0])
         shape = instance.shape[front]  # = evaluated_shape(morphable, coeffs, view_mask)[0]
         albedo = instance.albedo[front].clamp(0, 1)
-    maps = surface_maps(instance.vertices, instance.normals, instance.colors, morphable.faces, size)
+    maps = surface_maps(instance.vertices, instance.normals, instance.colors, morphable.faces, size, cfg.render)
 
     write_obj(os.path.join(folder, "mesh.obj"), shape.numpy(), face_model.faces, colors=albedo.numpy())
     row = {"name": prepared.name, "mode": mode, "views": len(prepared.view_names)}
@@ -220,9 +220,9 @@ def write_subject(
                              maps[k], prepared.landmarks[k], result.landmarks[k].numpy())
     yaw = cfg.fit.novel_yaw_deg
     novel = [
-        shaded_render(shape, morphable.faces, size, yaw_deg=yaw),
-        shaded_render(shape, morphable.faces, size, yaw_deg=-yaw),
-        shaded_render(shape, morphable.faces, size, yaw_deg=0.0, colors=albedo),
+        shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=yaw),
+        shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=-yaw),
+        shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=0.0, colors=albedo),
     ]
     row.update(landmark_summary(result))
     row["fit_start"] = result.start
