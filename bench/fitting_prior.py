@@ -82,7 +82,7 @@ def draw_subject(morphable: MorphableModel, cfg, index: int, noise_px: float) ->
         instance = morphable(coeffs, (size, size))
         onehot = morphable.region_onehot[None].expand(views, -1, -1)
         render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors, "parsing": onehot},
-                             (size, size))
+                             (size, size), cull_backfaces=cfg.render.cull_backfaces, backend=cfg.render.backend)
     mask = render.mask.numpy()
     backgrounds = np.stack([background(rng, size) for _ in range(views)])
     rgb = np.clip(render.images["color"].numpy(), 0, 1) * mask + backgrounds * (1 - mask)

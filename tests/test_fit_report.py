@@ -122,7 +122,8 @@ def _speckled_views(morphable, seed, yaws=(0.0, 30.0)):
                                  rotation=torch.tensor([[0.0, math.radians(y), 0.0] for y in yaws]))
     with torch.no_grad():
         instance = morphable(coeffs, (SIZE, SIZE))
-        render = render_mesh(instance.vertices, morphable.faces, {"color": colours}, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": colours}, (SIZE, SIZE), cull_backfaces=True,
+                             backend="auto")
     return render.images["color"], instance.vertices, instance.normals, render.mask[..., 0] > 0.5
 
 

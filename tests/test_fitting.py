@@ -216,7 +216,8 @@ def _coloured_background_scene(morphable, grow=1.0):
     with torch.no_grad():
         instance = morphable(coeffs, (SIZE, SIZE))
         skin = torch.tensor([0.8, 0.55, 0.45]).expand_as(instance.vertices)
-        render = render_mesh(instance.vertices, morphable.faces, {"color": skin}, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": skin}, (SIZE, SIZE), cull_backfaces=True,
+                             backend="auto")
         face = render.mask[..., 0] > 0.5
         image = torch.where(face[..., None], render.images["color"], torch.tensor([0.0, 1.0, 0.0]))
         centre = instance.vertices.mean(dim=1, keepdim=True)

@@ -80,7 +80,7 @@ def test_prepare_layout_accepts_a_one_photo_subject(tmp_path):
 def test_prepare_takes_a_one_photo_subject_at_the_photo_crop_size(tmp_path, capsys):
     cfg = load_config(None)
     views = generate_split(load_face_model("builtin"), dataclasses.replace(cfg.data, image_size=128), cfg.loss, "val", 1,
-                           progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)["rgb"][0]
+                           progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)["rgb"][0]
     (tmp_path / "in" / "solo").mkdir(parents=True)
     Image.fromarray(np.asarray(views[1])).save(tmp_path / "in" / "solo" / "portrait.png")
     out = tmp_path / "out"
