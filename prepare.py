@@ -3,12 +3,17 @@
 Fills the preprocessing cache that training and testing read (data.cache_dir, default
 OUT/cache), lists every photo that was skipped and why in OUT/skipped.txt, and with
 --overlays writes a picture per photo (landmarks + parsing map) to check by eye.
-Photos already prepared with the same settings are not redone.
+Photos already prepared with the same settings are not redone. User photo folders
+are aligned to the photo crop size (fit.crop_size) with the face model for photos
+(face_model.photos: the converted ICT-FaceKit model when present); the Pixel-Face
+layout is training data, prepared at the network's data.image_size with the
+configured face model.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 import numpy as np
 from PIL import Image
@@ -16,7 +21,7 @@ from tqdm import tqdm
 
 from lib.cli import make_parser, parse_config, run
 from lib.errors import UserError
-from lib.facemodel import load_face_model
+from lib.facemodel import load_face_model, photo_face_model
 
 
 def _layout(root: str, layout: str) -> str:
@@ -41,11 +46,19 @@ def main(argv=None) -> int:
     from lib.preprocess import Preprocessor
     from lib.visualize.preprocess import draw_overlay
 
-    face_model = None if cfg.preprocess.aligned else load_face_model(cfg.face_model.source, cfg.face_model.path)
-    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.data.image_size)
     cache_dir = cfg.data.cache_dir or os.path.join(args.out, "cache")
     layout = _layout(root, args.layout)
-    if layout == "pixel_face":
+    training_data = layout == "pixel_face"
+    face_model, notice = None, ""
+    if training_data and not cfg.preprocess.aligned:  # aligned crops need no alignment template
+        face_model = load_face_model(cfg.face_model.source, cfg.face_model.path)
+    elif not cfg.preprocess.aligned:
+        face_model, notice = photo_face_model(cfg.face_model)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    crop_size = cfg.data.image_size if training_data else cfg.fit.crop_size
+    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=crop_size)
+    if training_data:
         splits = [s for s in ("train", "val") if os.path.isdir(os.path.join(root, s))]
         data = dataclasses.replace(cfg.data, root=root)
         datasets = {s: PixelFace(data, s, preprocessor, cache_dir) for s in splits}

@@ -4,8 +4,9 @@ Modes: --checkpoint FILE (network), --fit (fitting only), both (network, then
 fitting refines it). Without --checkpoint the fit is used. Without --input it runs on
 demo subjects rendered from the face model and prints their error against the ground
 truth. Per subject it writes OUT/<subject>/ (see doc/fitting.md) and skips subjects
-already complete unless --overwrite. Exit status 1 when a subject failed (the others
-are still done).
+already complete for the same request (mode, checkpoint, face model, settings,
+photos) unless --overwrite; a changed request redoes the subject. Exit status 1 when
+a subject failed (the others are still done).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from tqdm import tqdm
 from lib.cli import describe_os_error, make_parser, parse_config, run
 from lib.config.schema import Config
 from lib.errors import UserError
-from lib.facemodel import load_face_model
+from lib.facemodel import load_face_model, photo_face_model
 from lib.fitting.inputs import discover_subjects
+from lib.fitting.request import changed_keys, clear_outputs, demo_request, photo_request, run_request
 from lib.fitting.pipeline import (
     PreparedSubject,
     prepare_subject,
@@ -39,9 +41,18 @@ COLUMNS = (
     ("detector_error_px_estimate", "detector err px (est.)", "{:.1f}"),
     ("landmark_worst_view_px", "worst view px", "{:.2f}"),
     ("seconds_fit", "fit s", "{:.1f}"),
+    ("identity_sd", "id SD", "{:.1f}"),
+    ("view_agreement", "views agree", "{:.2f}"),
+    ("fit_start", "from", "{}"),
     ("shape_error_mm", "error mm", "{:.3f}"),
     ("mean_face_error_mm", "mean face mm", "{:.3f}"),
     ("status", "status", "{}"),
+)
+
+
+SYNTHETIC_ON_PHOTOS = (
+    "{path} was trained on synthetic faces (data.dataset=synthetic); on photos its prediction is a rough start, "
+    "not a reconstruction: add --fit to refine it (the better of refining it and fitting from scratch is kept)"
 )
 
 
@@ -102,32 +113,47 @@ def main(argv=None) -> int:
         face_model = network.face_model
         morphable = MorphableModel(face_model)
         predictor = lambda prepared: network.predict_views(prepared.target(), morphable)  # noqa: E731
+        if args.input and network.cfg.data.dataset == "synthetic":
+            print(f"note: {SYNTHETIC_ON_PHOTOS.format(path=args.checkpoint)}", file=sys.stderr)
+    elif args.input:
+        face_model, notice = photo_face_model(cfg.face_model)
+        morphable = MorphableModel(face_model)
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
     else:
         face_model = load_face_model(cfg.face_model.source, cfg.face_model.path)
         morphable = MorphableModel(face_model)
     fit = args.fit or not args.checkpoint
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
+    shared = run_request(cfg, mode, args.checkpoint, face_model)
 
     if args.input:
         subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 
         preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
-        jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor)) for s in subjects]
+        jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor), lambda s=s: photo_request(shared, s.views))
+                for s in subjects]
     else:
-        jobs = [(p.name, lambda p=p: p) for p in demo_subjects(face_model, cfg)]
+        jobs = [(p.name, lambda p=p: p, lambda i=i: demo_request(shared, cfg, i))
+                for i, p in enumerate(demo_subjects(face_model, cfg))]
 
     rows = []
-    for name, load in tqdm(jobs, desc="subjects", unit="subject"):
+    for name, load, request_of in tqdm(jobs, desc="subjects", unit="subject"):
         folder = os.path.join(args.out, name)
-        done = None if args.overwrite else read_result(folder)
-        if done is not None:
-            rows.append({**done, "status": "done before"})
-            continue
         try:
+            request = request_of()
+            done = None if args.overwrite else read_result(folder)
+            if done is not None:
+                changed = changed_keys(done.get("request"), request)
+                if not changed:
+                    rows.append({**done, "status": "done before"})
+                    continue
+                tqdm.write(f"{name}: redone: the request changed ({', '.join(changed[:6])})", file=sys.stderr)
+            clear_outputs(folder)
             prepared = load()
             result = reconstruct(prepared, morphable, cfg, predictor, fit, progress=True)
-            rows.append({**write_subject(folder, prepared, morphable, result, cfg, mode), "status": "ok"})
+            rows.append({**write_subject(folder, prepared, morphable, result, cfg, mode, request), "status": "ok"})
         except UserError as err:
             tqdm.write(f"{name}: skipped: {err}", file=sys.stderr)
             rows.append({"name": name, "status": f"failed: {err}"})
@@ -136,6 +162,9 @@ def main(argv=None) -> int:
                             f"the subjects before it are complete in {args.out}") from None
 
     print_table(rows)
+    for row in rows:
+        for warning in row.get("warnings") or ():
+            print(f"warning: {row['name']}: {warning}")
     errors = [r["shape_error_mm"] for r in rows if r.get("shape_error_mm") is not None]
     if errors:
         means = [r["mean_face_error_mm"] for r in rows if r.get("mean_face_error_mm") is not None]

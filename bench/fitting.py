@@ -92,7 +92,7 @@ def main() -> None:
             if fit_cfg is cfg.fit:
                 with tempfile.TemporaryDirectory() as tmp:
                     start = time.perf_counter()
-                    write_subject(tmp, subject, morphable, result, cfg, "fit")
+                    write_subject(tmp, subject, morphable, result, cfg, "fit", {})
                     write_s.append(time.perf_counter() - start)
         rows.append((name, float(np.mean(seconds)), float(np.max(seconds)), float(np.max(medians))))
         print(f"  done: {name}", flush=True)

@@ -32,23 +32,12 @@ from typing import Callable
 
 import numpy as np
 
+from lib.digest import file_digest
 from lib.errors import UserError
 from lib.preprocess import Preprocessor, read_image
 
 CACHE_VERSION = 2  # bump when preprocessing changes what it produces (2: issue 15 landmarks)
 ARRAYS = ("crop", "landmarks", "parsing", "skin_weight", "alignment")
-
-
-def file_digest(path: str) -> str:
-    """SHA-256 hex digest of a file's bytes (UserError when it cannot be read)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as err:
-        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
-    return digest.hexdigest()
 
 
 class PreprocessCache:

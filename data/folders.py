@@ -9,7 +9,8 @@ Accepted layouts under --input / data.root (views: 0 = left, 1 = front, 2 = righ
    the file name, else, with exactly three photos, by sorted file name.
 3. The root itself holding one subject's views (rules of 2).
 
-Image files: .png .jpg .jpeg .bmp .webp .tif .tiff (any case).
+Image files: every format lib.preprocess.image_io reads (IMAGE_EXTENSIONS, any case).
+A subject folder holding a single photo is a one-view subject (its front view).
 """
 from __future__ import annotations
 
@@ -20,12 +21,11 @@ from data.cache import PreprocessCache
 from data.samples import VIEW_NAMES, PreparedViews, ViewGroup
 from lib.errors import UserError
 from lib.preprocess import Preprocessor
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from lib.preprocess.image_io import is_image_file
 
 
 def _images(folder: str) -> list[str]:
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f)))
+    return sorted(f for f in os.listdir(folder) if is_image_file(os.path.join(folder, f)))
 
 
 def _assign_views(folder: str, files: list[str], num_views: int) -> tuple[list | None, str]:
@@ -48,6 +48,9 @@ def _assign_views(folder: str, files: list[str], num_views: int) -> tuple[list |
             return [os.path.join(folder, by_word[v][0]) if v in by_word else None for v in range(num_views)], ""
     if len(files) == num_views:
         return [os.path.join(folder, f) for f in files], ""
+    if len(files) == 1:
+        # One photo: the front slot (the middle one), as test_sample.py takes it.
+        return [os.path.join(folder, files[0]) if v == num_views // 2 else None for v in range(num_views)], ""
     return None, (
         f"cannot tell which of its {len(files)} photos is which view; name them <name>0/1/2 "
         "(left, front, right) or put exactly three photos in the folder"

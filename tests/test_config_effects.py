@@ -323,13 +323,13 @@ def prepared(root, out, overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def base_prepared(photo_folder, tmp_path_factory):
-    return prepared(photo_folder, tmp_path_factory.mktemp("prepare_base"), [f"data.image_size={PHOTO}"])
+    return prepared(photo_folder, tmp_path_factory.mktemp("prepare_base"), [f"fit.crop_size={PHOTO}"])
 
 
 PREPARE_CASES = {
-    "data.image_size": ("data.image_size=96", lambda p: p["crop"], lambda a, b: (a, b) == ((PHOTO, PHOTO, 3), (96, 96, 3))),
-    "preprocess": ("preprocess.feature_dilation_px=30", lambda p: int((p["skin"] == PREPARE_FEATURES).sum()),
-                   lambda a, b: b > a),
+    # A folder of photos is prepared at the photo crop size (issue 14), not the network's.
+    "fit.crop_size": ("fit.crop_size=96", lambda p: p["crop"], lambda a, b: (a, b) == ((PHOTO, PHOTO, 3), (96, 96, 3))),
+    "preprocess": ("preprocess.feature_dilation_px=30", lambda p: int((p["skin"] == PREPARE_FEATURES).sum()), lambda a, b: b > a),
     "loss.skin_weights": ("loss.skin_weights=[0.1,0.2,0.3]", lambda p: set(np.unique(p["skin"])),
                           lambda a, b: b == {np.float32(0.1), np.float32(0.2), np.float32(0.3)} and a != b),
     "model.num_views": ("model.num_views=2", lambda p: p["overlays"], lambda a, b: (a, b) == (3, 2)),
@@ -339,7 +339,7 @@ PREPARE_CASES = {
 @pytest.mark.parametrize("section", sorted(PREPARE_CASES))
 def test_prepare_honours(section, photo_folder, base_prepared, tmp_path):
     override, observe, check = PREPARE_CASES[section]
-    size = [] if override.startswith("data.image_size") else [f"data.image_size={PHOTO}"]
+    size = [] if override.startswith("fit.crop_size") else [f"fit.crop_size={PHOTO}"]
     after = prepared(photo_folder, tmp_path, [*size, override])
     assert check(observe(base_prepared), observe(after)), override
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data.cache import PreprocessCache, file_digest
+from data.cache import PreprocessCache
+from lib.digest import file_digest
 from data.folders import FolderViews, discover_folder_views
 from data.pixel_face import DROPPED_106, PixelFace, read_landmarks106, read_pixel_face_photo
 from lib.config.schema import DataConfig, LossConfig, PreprocessConfig

@@ -17,6 +17,7 @@ from lib.meshio import read_obj
 SIZE = 128  # mediapipe finds the built-in model's rendered faces at this size
 FAST = [
     "preprocess.aligned=true",
+    "face_model.photos=config",  # the built-in model even where pretrain/ holds a converted ICT
     f"fit.crop_size={SIZE}",
     "fit.steps_pose=5",
     "fit.steps_shape=10",
@@ -143,6 +144,64 @@ def test_network_and_network_plus_fit_modes(tmp_path, rendered_views, tiny_check
     assert row["mode"] == ("network+fit" if fit else "network") and row["views"] == 2
     assert np.load(out / "ann" / "coeffs.npz")["identity"].shape[0] == 2
     assert read_obj(str(out / "ann" / "mesh.obj")).colors is not None
+
+
+def test_a_changed_request_redoes_the_subject_never_stale(tmp_path, rendered_views, tiny_checkpoint, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    write_views(inputs / "ann", rendered_views[0][:2])
+    base = ["--input", str(inputs), "--out", str(out), *FAST, "fit.steps_refine=2"]
+    assert test_sample.main(["--fit", *base]) == 0
+    first = json.loads((out / "ann" / "result.json").read_text())
+    assert first["mode"] == "fit"
+    capsys.readouterr()
+
+    # Same request: kept. A different thread count changes no result: kept too.
+    assert test_sample.main(["--fit", *base, "fit.num_threads=2"]) == 0
+    assert "done before" in capsys.readouterr().out
+
+    # A checkpoint now: the network's result, not the old fit.
+    assert test_sample.main(["--checkpoint", tiny_checkpoint, *base]) == 0
+    captured = capsys.readouterr()
+    assert "done before" not in captured.out and "ann: redone: the request changed (" in captured.err
+    assert "mode" in captured.err and "checkpoint" in captured.err
+    assert json.loads((out / "ann" / "result.json").read_text())["mode"] == "network"
+
+    # A changed fitting setting: redone, named.
+    assert test_sample.main(["--fit", *base]) == 0
+    assert test_sample.main(["--fit", *base, "fit.steps_shape=11"]) == 0
+    assert "settings.fit.steps_shape" in capsys.readouterr().err
+    assert json.loads((out / "ann" / "result.json").read_text())["request"]["settings"]["fit"]["steps_shape"] == 11
+
+    # A changed photo: redone, and files of the old third view do not linger.
+    write_views(inputs / "cat", rendered_views[1])
+    assert test_sample.main(["--fit", *base]) == 0
+    assert (out / "cat" / "view2.png").is_file()
+    (inputs / "cat" / "view2.png").unlink()
+    Image.fromarray(np.asarray(rendered_views[0][0])).save(inputs / "cat" / "view0.png")
+    assert test_sample.main(["--fit", *base]) == 0
+    assert "cat: redone: the request changed (views)" in capsys.readouterr().err
+    assert not (out / "cat" / "view2.png").exists() and not (out / "cat" / "view2_depth_crop.npy").exists()
+
+
+def test_flat_folder_of_two_identities_is_two_subjects(tmp_path, rendered_views, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    Image.fromarray(np.asarray(rendered_views[0][1])).save(inputs / "ann.png")
+    Image.fromarray(np.asarray(rendered_views[1][1])).save(inputs / "bob.ppm")
+    assert test_sample.main(["--fit", "--input", str(inputs), "--out", str(out), *FAST]) == 0
+    for name in ("ann", "bob"):
+        row = json.loads((out / name / "result.json").read_text())
+        assert row["views"] == 1 and row["name"] == name
+    table = capsys.readouterr().out
+    assert "ann" in table and "bob" in table
+
+
+def test_synthetic_checkpoint_says_so_on_photos(tmp_path, rendered_views, tiny_checkpoint, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    write_views(inputs / "ann", rendered_views[0][1:2])
+    assert test_sample.main(["--checkpoint", tiny_checkpoint, "--input", str(inputs), "--out", str(out), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.count("was trained on synthetic faces") == 1
 
 
 def test_demo_subjects_honour_preprocess_and_loss_settings():

@@ -19,6 +19,13 @@ class FaceModelConfig:
     # BFM_model_front.mat (bfm), folder of official BFM09 files (bfm_official),
     # ICT-FaceKit FaceXModel folder or its .tar.xz (ict), or a converted .npz (npz).
     path: str = ""
+    # Face model for photos (test_sample.py --input, prepare.py): "auto" takes the
+    # converted ICT-FaceKit model at `converted` when it exists and `source` is the
+    # synthetic builtin, else `source`; "config" always takes `source` / `path`.
+    photos: str = "auto"
+    # Where `python -m lib.facemodel.ict ICT-FaceKit` writes the converted model
+    # (relative to the working directory, like every path here).
+    converted: str = "pretrain/ict_facekit.npz"
 
 
 @dataclass
@@ -142,6 +149,10 @@ class LossConfig:
     lighting: float = 10.0  # SH monochrome regulariser
     reflectance: float = 5.0  # albedo uniformity over the skin
     parsing: float = 1.0
+    # Keeps fitted coefficients inside the face model's range (fitting only; zero
+    # inside, quadratic outside the limits below; doc/fitting.md "Fits that stay faces").
+    plausibility: float = 1.0
+    plausible_quantile: float = 0.999  # the range holds this fraction of the model's faces
     landmark_heavy_weight: float = 20.0  # nose bridge, eyes, inner mouth (the seed's set)
     # Skin attention (background, skin, features): the seed's 32, 128, 254 of 255. Only
     # their ratios matter (the photometric term divides by the weight sum).
@@ -227,6 +238,9 @@ class FitConfig:
     texture_size: int = 512  # px, square UV texture baked from the views
     texture_min_cosine: float = 0.2  # texels seen more obliquely than this are not baked
     texture_cosine_power: float = 2.0  # blending weight = cosine ** power
+    # Views whose facial detail agrees less than this (correlation, lib/fitting/report.py)
+    # are flagged as possibly different people (measured in doc/fitting.md).
+    min_view_agreement: float = 0.2
     demo_subjects: int = 3  # synthetic subjects when test_sample.py gets no --input
     novel_yaw_deg: float = 50.0  # view angle of the shaded render on each sheet
     # torch threads while fitting (0: torch's default, one per core). Fitting's tensors
@@ -326,6 +340,8 @@ RANGES: dict[str, Range] = {
     "loss.landmark_heavy_weight": NON_NEGATIVE,
     "loss.skin_weights": NON_NEGATIVE,
     "loss.parsing_smoothing": Range(0, 0.5),
+    "loss.plausibility": NON_NEGATIVE,
+    "loss.plausible_quantile": Range(0, 1 - 1e-9, above=True),  # 1 would put the range at infinity
     "train.epochs": COUNT,
     "train.batch_size": COUNT,
     "train.lr": POSITIVE,
@@ -367,6 +383,7 @@ RANGES: dict[str, Range] = {
     "fit.texture_size": Range(16),
     "fit.texture_min_cosine": FRACTION,
     "fit.texture_cosine_power": NON_NEGATIVE,
+    "fit.min_view_agreement": Range(-1, 1),
     "fit.demo_subjects": COUNT,
     "fit.novel_yaw_deg": Range(-90, 90),
     "fit.num_threads": NON_NEGATIVE,

@@ -1,6 +1,8 @@
 """Face models: the FaceModel type and its sources (built-in, BFM09, ICT-FaceKit, npz)."""
 from __future__ import annotations
 
+import os
+
 from lib.errors import UserError
 from lib.facemodel.schema import NUM_PARSING_CLASSES, PARSING_CLASSES, FaceModel
 
@@ -37,4 +39,39 @@ def load_face_model(source: str = "builtin", path: str = "") -> FaceModel:
     return FaceModel.load(path)
 
 
-__all__ = ["FaceModel", "NUM_PARSING_CLASSES", "PARSING_CLASSES", "SOURCES", "load_face_model"]
+PHOTO_CHOICES = ("auto", "config")
+
+GET_ICT = (
+    "git clone https://github.com/ICT-VGL/ICT-FaceKit && .venv/bin/python -m lib.facemodel.ict ICT-FaceKit"
+)
+"""The one command that gets the real face model for photos (doc/face_models.md)."""
+
+
+def photo_face_model(cfg) -> tuple[FaceModel, str]:
+    """(face model, notice) for reconstructing photos. cfg: FaceModelConfig.
+
+    With cfg.photos == "auto" and the synthetic builtin configured, the converted
+    ICT-FaceKit model at cfg.converted is used when it exists (a statistical model of
+    real heads); a configured non-builtin model (BFM09, ICT, npz) is always used as
+    configured. notice is "" or the one line to print: that photos are fitted with
+    the synthetic builtin model, what that means and how to get the real one.
+    """
+    if cfg.photos not in PHOTO_CHOICES:
+        raise UserError(f"face_model.photos='{cfg.photos}' is not one of {', '.join(PHOTO_CHOICES)}")
+    if cfg.photos == "auto" and cfg.source == "builtin" and os.path.isfile(cfg.converted):
+        return FaceModel.load(cfg.converted), ""
+    model = load_face_model(cfg.source, cfg.path)
+    if cfg.source != "builtin":
+        return model, ""
+    missing = f"no {cfg.converted}; " if cfg.photos == "auto" else ""
+    return model, (
+        f"face model: the synthetic built-in model ({missing}face_model.photos={cfg.photos}). It is not a model of "
+        "real faces: fitted shapes look like nobody and only the texture resembles the person. "
+        f"For real heads get ICT-FaceKit once: {GET_ICT}"
+    )
+
+
+__all__ = [
+    "FaceModel", "GET_ICT", "NUM_PARSING_CLASSES", "PARSING_CLASSES", "PHOTO_CHOICES", "SOURCES", "load_face_model",
+    "photo_face_model",
+]

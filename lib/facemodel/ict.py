@@ -15,8 +15,11 @@ area, (0.0, 3.7, 71.3) mm in ICT's frame; recorded in the description), modes =
 mesh - neutral, the 68 Multi-PIE landmark vertices of ICT's documentation, region
 labels from the landmarks, a generic albedo (ICT has none), UVs from the OBJ.
 
-    python -m lib.facemodel.ict FaceXModel.tar.xz ict.npz     # convert once (~10 s)
-    face_model.source=npz face_model.path=ict.npz            # then load the .npz
+    python -m lib.facemodel.ict path/to/ICT-FaceKit           # convert once (~10 s)
+
+writes the model where test_sample.py and prepare.py take it for photos
+(face_model.converted, pretrain/ict_facekit.npz); `--out ict.npz` writes elsewhere,
+to load with face_model.source=npz face_model.path=ict.npz.
 """
 from __future__ import annotations
 
@@ -143,6 +146,7 @@ def _convert_folder(folder: str) -> FaceModel:
         **landmark_derived_fields(mean_shape, faces, LANDMARKS68, ALBEDO_MODES),
         uv_coords=neutral.uv_coords[used_uv],
         uv_faces=uv_faces,
+        exp_range=np.array([0.0, 1.0]),  # ARKit blendshape weights
         description=DESCRIPTION.format(offset=np.array2string(offset, precision=3), n_id=len(identities),
                                        n_exp=len(expressions)),
     )
@@ -179,13 +183,22 @@ def convert_ict(path: str, cache: str | None = None) -> FaceModel:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Convert ICT-FaceKit's FaceXModel to the project's face model .npz")
-    parser.add_argument("source", help="FaceXModel folder (or ICT-FaceKit clone) or FaceXModel.tar.xz")
-    parser.add_argument("out", help="output .npz (load with face_model.source=npz)")
+    from lib.config.schema import FaceModelConfig
+
+    converted = FaceModelConfig.converted
+    parser = argparse.ArgumentParser(
+        description="Convert ICT-FaceKit's FaceXModel to the project's face model .npz; by default to "
+        f"{converted}, where test_sample.py and prepare.py use it for photos"
+    )
+    parser.add_argument("source", help="ICT-FaceKit clone, its FaceXModel folder, or a .tar.xz of FaceXModel")
+    parser.add_argument("--out", default=converted, help=f"output .npz (default {converted}: used for photos)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     model = convert_ict(args.source)
-    model.save(args.out)
+    try:
+        model.save(args.out)
+    except OSError as err:
+        raise UserError(f"{args.out}: cannot write the converted model ({err.strerror})") from None
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s: {model.num_vertices} vertices, "
           f"{len(model.faces)} triangles, {model.num_id} identity / {model.num_exp} expression modes")
     return 0

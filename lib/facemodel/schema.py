@@ -22,6 +22,9 @@ Schema (`.npz` keys; V vertices, F triangles, K* basis sizes):
                                         stored as keys 'extra_landmarks/<name>'
     uv_coords       float32 [T, 2]      optional texture coordinates in [0, 1]
     uv_faces        int64   [F, 3]      optional, index into uv_coords per corner
+    exp_range       float32 [2]         optional (low, high): expression coefficients
+                                        are blendshape weights bounded to this range
+                                        (ICT: 0, 1); absent: ~ N(0, 1) like identity
     description     str                 where the model came from, licence notes
 
 The vertex-to-triangle adjacency is derived from `faces` (`vertex_faces`), never
@@ -95,6 +98,7 @@ class FaceModel:
     extra_landmarks: dict = field(default_factory=dict)
     uv_coords: np.ndarray | None = None
     uv_faces: np.ndarray | None = None
+    exp_range: np.ndarray | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -108,6 +112,8 @@ class FaceModel:
         if self.uv_coords is not None:
             object.__setattr__(self, "uv_coords", np.asarray(self.uv_coords, np.float32))
             object.__setattr__(self, "uv_faces", np.asarray(self.uv_faces, np.int64))
+        if self.exp_range is not None:
+            object.__setattr__(self, "exp_range", np.asarray(self.exp_range, np.float32).reshape(2))
         self.validate()
 
     @property
@@ -180,6 +186,8 @@ class FaceModel:
         if self.uv_coords is not None:
             arrays["uv_coords"] = self.uv_coords
             arrays["uv_faces"] = self.uv_faces
+        if self.exp_range is not None:
+            arrays["exp_range"] = self.exp_range
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = path + ".tmp.npz"
         np.savez(tmp, **arrays)
@@ -206,6 +214,7 @@ class FaceModel:
             extra_landmarks=extra,
             uv_coords=uv[0],
             uv_faces=uv[1],
+            exp_range=data["exp_range"] if "exp_range" in data.files else None,
             **kwargs,
         )
 

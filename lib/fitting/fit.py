@@ -9,7 +9,7 @@ rendered with `render.*`), the landmark and prior weights scaled by
 1. pose: closed-form weak-perspective pose from the landmarks, then L-BFGS on
    rotation and translation against the landmark term;
 2. shape: L-BFGS on identity, expression and pose against landmarks + coefficient
-   prior;
+   prior + plausibility (zero inside the model's range, steep outside it);
 3. appearance: everything (albedo and lighting too) against the full objective:
    photometric with skin attention, landmarks, parsing and the regularisers, rendered
    at `fit.render_size` pixels for speed.
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lib.config.schema import FitConfig, LossConfig, RenderConfig
 from lib.fitting.contour import ContourLines, contour_lines, march, march_vertices, marching_vertices
+from lib.facemodel.ranges import gaussian_limits
 from lib.geometry import euler_to_matrix, focal_length, matrix_to_euler, project, rigid_transform
 from lib.geometry.camera import CAMERA_DISTANCE_MM
 from lib.losses import landmark_weights, multiview_losses, terms, weighted_sum
@@ -71,13 +72,16 @@ class FitTarget:
 class FitResult:
     """coeffs: Vw rows (shared identity/albedo repeated); landmarks [Vw, 68, 2] px
     projected model landmarks at the input size; landmark_error [Vw, 68] px distance
-    to the target landmarks; terms: final unweighted loss terms (floats); seconds."""
+    to the target landmarks; terms: the full objective's unweighted terms at the
+    result (floats) and 'total', the weighted objective that fits are compared by;
+    seconds; start: 'mean face' or 'prediction' (what the fit started from)."""
 
     coeffs: FaceCoefficients
     landmarks: torch.Tensor
     landmark_error: torch.Tensor
     terms: dict
     seconds: float
+    start: str = "mean face"
 
 
 class LandmarkProjector:
@@ -213,7 +217,8 @@ def _fit_batch(target: FitTarget, size: int) -> dict:
 
 class _Objective:
     """Loss terms of the current stage for a FitTarget; see the module docstring. The
-    full objective is training's (`multiview_losses`) on a batch of one."""
+    full objective is training's (`multiview_losses`) on a batch of one, plus the
+    plausibility term (fitting only: a network is kept in range by its training set)."""
 
     def __init__(self, morphable: MorphableModel, target: FitTarget, loss_cfg: LossConfig, fit_cfg: FitConfig,
                  render_cfg: RenderConfig):
@@ -228,6 +233,10 @@ class _Objective:
         self.projector = LandmarkProjector(morphable, lines)
         self.batch = _fit_batch(target, fit_cfg.render_size)
         self.weights = landmark_weights(loss_cfg.landmark_heavy_weight)[None].repeat(target.num_views, 1)
+        fm, quantile = morphable.face_model, loss_cfg.plausible_quantile
+        self.limits = {name: gaussian_limits(k, quantile)
+                       for name, k in (("identity", fm.num_id), ("expression", fm.num_exp), ("albedo", fm.num_tex))}
+        self.exp_range = None if fm.exp_range is None else tuple(float(v) for v in fm.exp_range)
 
     def landmark_terms(self, coeffs: FaceCoefficients, with_prior: bool) -> tuple[torch.Tensor, dict]:
         """(weighted total, unweighted terms) of the landmark-only stages."""
@@ -241,6 +250,7 @@ class _Objective:
             values["coefficient"] = terms.coefficient_loss(
                 coeffs.identity, coeffs.expression, coeffs.albedo, cfg.id_weight, cfg.exp_weight, cfg.tex_weight
             )
+            values["plausibility"] = self.plausibility(coeffs)
         return weighted_sum(values, self.loss_cfg), values
 
     def full_terms(self, coeffs: FaceCoefficients) -> tuple[torch.Tensor, dict]:
@@ -255,7 +265,17 @@ class _Objective:
             batch["landmark_vertices"] = march_vertices(lines, self.morphable.landmarks68, points)[None]
         use_parsing = "parsing" in batch and self.loss_cfg.parsing > 0
         result = multiview_losses(self.morphable, coeffs, batch, self.loss_cfg, self.render_cfg, use_parsing)
-        return result.total, {k: v for k, v in result.terms.items() if k != "total"}
+        values = {k: v for k, v in result.terms.items() if k != "total"}
+        values["plausibility"] = self.plausibility(coeffs)
+        return result.total + weighted_sum({"plausibility": values["plausibility"]}, self.loss_cfg), values
+
+    def plausibility(self, coeffs: FaceCoefficients) -> torch.Tensor:
+        """How far identity, albedo and expression left the model's range (0 inside)."""
+        value = terms.outside_gaussian_loss(coeffs.identity, *self.limits["identity"])
+        value = value + terms.outside_gaussian_loss(coeffs.albedo, *self.limits["albedo"])
+        if self.exp_range is None:
+            return value + terms.outside_gaussian_loss(coeffs.expression, *self.limits["expression"])
+        return value + terms.outside_bounds_loss(coeffs.expression, *self.exp_range)
 
 
 def _run_adam_stage(
@@ -368,13 +388,13 @@ def fit_views(
     objective.weights = view_landmark_weights(init.rotation, loss_cfg.landmark_heavy_weight, fit_cfg)
     total_steps = sum(s[1] for s in stages)
     bar = tqdm(total=total_steps, desc="fit", leave=False, unit="step") if progress else None
-    final: dict = {}
+    start_kind = "mean face" if stages[0][2] == "pose" else "prediction"
     for names, steps, kind in stages:
         if kind == "appearance":
-            final = _run_adam_stage(params, names, steps, objective.full_terms, fit_cfg, bar)
+            _run_adam_stage(params, names, steps, objective.full_terms, fit_cfg, bar)
         else:
             loss_fn = lambda c, p=(kind == "shape"): objective.landmark_terms(c, p)  # noqa: E731
-            final = _run_lbfgs_stage(params, names, steps, loss_fn, bar)
+            _run_lbfgs_stage(params, names, steps, loss_fn, bar)
         if kind == "pose":
             # The pose is now reliable enough to tell side views from frontal ones.
             objective.weights = view_landmark_weights(params.rotation.detach(), loss_cfg.landmark_heavy_weight, fit_cfg)
@@ -385,4 +405,8 @@ def fit_views(
         coeffs = params.coeffs().map(lambda t: t.detach().clone())
         landmarks = objective.projector(coeffs, target.image_size)
         error = (landmarks - target.landmarks).norm(dim=-1)
-    return FitResult(coeffs=coeffs, landmarks=landmarks, landmark_error=error, terms=final, seconds=time.perf_counter() - start)
+        total, values = objective.full_terms(coeffs)
+        final = {k: float(v) for k, v in values.items()}
+        final["total"] = float(total)
+    return FitResult(coeffs=coeffs, landmarks=landmarks, landmark_error=error, terms=final,
+                     seconds=time.perf_counter() - start, start=start_kind)

@@ -24,12 +24,13 @@ from lib.evaluation.prediction import evaluated_view
 from lib.evaluation.runner import measure, synthetic_scan
 from lib.fitting.fit import FitResult, FitTarget, fit_views
 from lib.fitting.inputs import Subject
+from lib.fitting.photo_space import surface_maps, write_photo_view, write_view_maps
+from lib.fitting.report import coefficient_report, view_agreement
 from lib.fitting.texture import bake_texture
 from lib.meshio import write_obj
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.image_io import read_image
 from lib.preprocess.landmark_accuracy import detector_error_estimate
-from lib.render import render_mesh
 from lib.visualize import shaded_render, subject_sheet, view_figure
 
 RESULT_FILE = "result.json"
@@ -46,7 +47,9 @@ class PreparedSubject:
     images uint8 [Vw, S, S, 3]; landmarks float32 [Vw, 68, 2] px; parsing uint8
     [Vw, S, S]; skin_weight float32 [Vw, S, S]; view_names: one label per view
     (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects, and
-    index: their index in the synthetic validation split (seeds their scan).
+    index: their index in the synthetic validation split (seeds their scan);
+    photo_paths and alignments (photo -> crop, `lib.preprocess.align.Alignment`) per
+    view for subjects read from photos (None for rendered demo subjects).
     """
 
     name: str
@@ -57,6 +60,8 @@ class PreparedSubject:
     skin_weight: np.ndarray
     gt_shape: np.ndarray | None = None
     index: int = 0
+    photo_paths: list | None = None
+    alignments: list | None = None
 
     def target(self) -> FitTarget:
         return FitTarget(
@@ -80,6 +85,8 @@ def prepare_subject(subject: Subject, preprocessor) -> PreparedSubject:
         landmarks=np.stack([f.landmarks for f in faces]).astype(np.float32),
         parsing=np.stack([f.parsing for f in faces]),
         skin_weight=np.stack([f.skin_weight for f in faces]).astype(np.float32),
+        photo_paths=list(subject.views),
+        alignments=[f.alignment for f in faces],
     )
 
 
@@ -110,9 +117,11 @@ def reconstruct(
     fit: bool = True,
     progress: bool = False,
 ) -> FitResult:
-    """Network prediction (when `predictor`), fitting (when `fit`), or both (the
-    prediction refined for fit.steps_refine steps). Without a predictor the fit
-    starts from the mean face."""
+    """Network prediction (when `predictor`), fitting (when `fit`), or both. Without
+    a predictor the fit starts from the mean face. With both, the prediction refined
+    for fit.steps_refine steps and a fit from the mean face are compared by the
+    fitting objective (FitResult.terms['total']) and the better one is returned, so
+    refining never ends worse than fitting alone (FitResult.start says which)."""
     if predictor is None and not fit:
         raise UserError("nothing to do: give --checkpoint FILE, --fit, or both")
     init = predictor(prepared) if predictor is not None else None
@@ -121,10 +130,16 @@ def reconstruct(
         # Synthetic subjects' landmarks are the model's fixed vertices projected, not the
         # silhouette a detector follows, so their jaw must not march.
         fit_cfg = dataclasses.replace(fit_cfg, contour_marching=False)
-    return fit_views(
-        morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=init,
+    run = lambda start: fit_views(  # noqa: E731
+        morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=start,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
     )
+    result = run(init)
+    if init is None or not fit:
+        return result
+    scratch = run(None)
+    best = scratch if scratch.terms["total"] < result.terms["total"] else result
+    return dataclasses.replace(best, seconds=result.seconds + scratch.seconds)
 
 
 def landmark_summary(result: FitResult) -> dict:
@@ -154,12 +169,17 @@ def write_subject(
     result: FitResult,
     cfg: Config,
     mode: str,
+    request: dict,
 ) -> dict:
     """Write every file of one subject into `folder` and return its summary row.
+    request: what was asked (lib.fitting.request), recorded in result.json so that a
+    rerun can tell whether the results still answer it.
 
     Files: mesh.obj (per-vertex albedo colours), textured.obj/.mtl/.png (when the
     face model has UVs), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
-    and last result.json (the summary row; marks the subject complete).
+    per view the depth and normal maps (lib.fitting.photo_space), for photos the
+    photo-space JSON and overlay, and last result.json (the summary row; marks the
+    subject complete).
     """
     start = time.perf_counter()
     check_finite(result, prepared.name)
@@ -173,8 +193,7 @@ def write_subject(
         front = int(evaluated_view(coeffs.rotation[None], view_mask)[0])
         shape = instance.shape[front]  # = evaluated_shape(morphable, coeffs, view_mask)[0]
         albedo = instance.albedo[front].clamp(0, 1)
-        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors.clamp(0, 1)}, size,
-                             cull_backfaces=cfg.render.cull_backfaces, backend=cfg.render.backend)
+    maps = surface_maps(instance.vertices, instance.normals, instance.colors, morphable.faces, size, cfg.render)
 
     write_obj(os.path.join(folder, "mesh.obj"), shape.numpy(), face_model.faces, colors=albedo.numpy())
     row = {"name": prepared.name, "mode": mode, "views": len(prepared.view_names)}
@@ -183,6 +202,7 @@ def write_subject(
             torch.from_numpy(prepared.images).float() / 255.0, instance.vertices, instance.normals, morphable.faces,
             torch.from_numpy(face_model.uv_coords), torch.from_numpy(face_model.uv_faces), albedo,
             cfg.fit.texture_size, cfg.fit.texture_min_cosine, cfg.fit.texture_cosine_power,
+            bakeable=torch.from_numpy(prepared.parsing > 0),  # skin or a facial feature, not background
         )
         write_obj(
             os.path.join(folder, "textured.obj"), shape.numpy(), face_model.faces,
@@ -193,11 +213,16 @@ def write_subject(
     figures = []
     for k, view_name in enumerate(prepared.view_names):
         figure = view_figure(
-            prepared.images[k], render.images["color"][k].numpy(), render.mask[k, ..., 0].numpy(),
+            prepared.images[k], maps[k].colour, maps[k].mask.astype(np.float32),
             result.landmarks[k].numpy(), prepared.landmarks[k], f"view {k}: {view_name}",
         )
         Image.fromarray(figure).save(os.path.join(folder, f"view{k}.png"))
         figures.append(figure)
+        alignment = prepared.alignments[k] if prepared.alignments else None
+        write_view_maps(folder, k, maps[k], alignment)
+        if alignment is not None:
+            write_photo_view(folder, k, prepared.photo_paths[k], read_image(prepared.photo_paths[k]), alignment,
+                             maps[k], prepared.landmarks[k], result.landmarks[k].numpy())
     yaw = cfg.fit.novel_yaw_deg
     novel = [
         shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=yaw),
@@ -205,6 +230,22 @@ def write_subject(
         shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=0.0, colors=albedo),
     ]
     row.update(landmark_summary(result))
+    row["fit_start"] = result.start
+    row["objective"] = result.terms.get("total")
+    row.update(coefficient_report(coeffs, face_model, cfg.loss.plausible_quantile))
+    row["identity_sd"] = row["prior_distance_sd"]["identity"]
+    if face_model.has_uv and len(prepared.view_names) > 1:
+        agreement = view_agreement(
+            torch.from_numpy(prepared.images).float() / 255.0, instance.vertices, instance.normals, morphable.faces,
+            torch.from_numpy(face_model.uv_coords), torch.from_numpy(face_model.uv_faces),
+            torch.from_numpy(prepared.parsing > 0), cfg.fit, front,
+        )
+        row["view_agreement"] = agreement["agreement"]
+        row["view_agreement_pairs"] = agreement["pairs"]
+        if agreement["agreement"] is not None and agreement["agreement"] < cfg.fit.min_view_agreement:
+            row["warnings"].append(
+                f"the views may show different people: their facial detail agrees {agreement['agreement']:.2f} "
+                f"(below fit.min_view_agreement {cfg.fit.min_view_agreement})")
     # The fit's landmark error is agreement with the detector; the detector's own
     # measured error (ICT renders, by yaw) says how accurate those points are.
     estimate = detector_error_estimate(cfg.preprocess.landmarks, prepared.landmarks, coeffs.rotation[:, 1].numpy())
@@ -221,7 +262,7 @@ def write_subject(
         row["shape_error_mm"] = shape_error(shape.numpy(), prepared, face_model, cfg)
         row["mean_face_error_mm"] = shape_error(mean_shape, prepared, face_model, cfg)
     row["seconds_write"] = time.perf_counter() - start
-    _write_json(os.path.join(folder, RESULT_FILE), row)
+    _write_json(os.path.join(folder, RESULT_FILE), {**row, "request": request})
     return row
 
 

@@ -8,6 +8,7 @@ Weights are applied elsewhere (`lib.losses.total.weighted_sum`), never here.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from lib.errors import UserError
 from lib.geometry.camera import REFERENCE_SIZE
@@ -117,6 +118,21 @@ def coefficient_loss(
     )
     rows = _row_weights(valid, identity.shape[0], identity)
     return (per_row * rows).sum() / rows.sum().clamp_min(1.0)
+
+
+def outside_gaussian_loss(coeffs: torch.Tensor, max_norm: float, max_abs: float) -> torch.Tensor:
+    """Zero for unit-Gaussian coefficients [N, K] inside the model's range; quadratic
+    in how far the norm exceeds max_norm and each |coefficient| exceeds max_abs
+    (standard deviations; lib.facemodel.ranges.gaussian_limits). Averaged over rows."""
+    over_norm = F.relu(coeffs.norm(dim=-1) - max_norm) ** 2
+    over_each = (F.relu(coeffs.abs() - max_abs) ** 2).sum(-1)
+    return (over_norm + over_each).mean()
+
+
+def outside_bounds_loss(coeffs: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Zero for coefficients [N, K] within [low, high] (blendshape weights);
+    quadratic outside, summed over K and averaged over rows."""
+    return ((F.relu(low - coeffs) ** 2 + F.relu(coeffs - high) ** 2).sum(-1)).mean()
 
 
 def lighting_loss(lighting: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,6 +27,7 @@ TERM_WEIGHTS = {
     "lighting": "lighting",
     "reflectance": "reflectance",
     "parsing": "parsing",
+    "plausibility": "plausibility",
 }
 
 

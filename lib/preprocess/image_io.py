@@ -3,6 +3,10 @@
 Handles EXIF orientation (phones store portrait photos rotated with a tag), grayscale
 and palette images, alpha channels (composited on white, as a viewer shows them),
 16-bit images, truncated or non-image files, and images too small to hold a face.
+
+Every format Pillow opens is read (PNG, JPEG, PPM/PGM/PBM, BMP, TIFF, WebP, GIF, ...),
+plus HEIC/HEIF phone photos through pillow-heif, registered here as a Pillow plugin.
+`IMAGE_EXTENSIONS` lists the file name endings that count as images.
 """
 from __future__ import annotations
 
@@ -11,9 +15,36 @@ import re
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import EpsImagePlugin, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from lib.errors import UserError
+
+pillow_heif.register_heif_opener()
+
+
+def _readable_extensions() -> tuple[str, ...]:
+    """Lower-case file endings of the formats Pillow can open here. Stub formats
+    (HDF5, GRIB, BUFR, WMF without their handlers), EPS (needs Ghostscript) and MPEG
+    (Pillow reads only its header; videos are not photos) fail when decoded, so they
+    are not offered as photos."""
+    Image.init()
+    usable = {
+        name for name, (factory, _) in Image.OPEN.items()
+        if name != "MPEG"
+        and not (isinstance(factory, type) and issubclass(factory, (ImageFile.StubImageFile, EpsImagePlugin.EpsImageFile)))
+    }
+    return tuple(sorted(ext for ext, name in Image.registered_extensions().items() if name in usable))
+
+
+IMAGE_EXTENSIONS = _readable_extensions()
+"""File name endings (lower case, with the dot) read as photos: '.png', '.jpg', '.ppm',
+'.heic', ..."""
+
+
+def is_image_file(path: str) -> bool:
+    """True for an existing file whose name ends in one of IMAGE_EXTENSIONS (any case)."""
+    return path.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path)
 
 MIN_SIDE = 32
 """Smallest accepted image side in pixels; below it no face detector works."""
