@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fit", action="store_true", help="fit by analysis-by-synthesis (refines --checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects whose results already exist")
     args, cfg = parse_config(parser, argv)
+    # A bad --input is reported before anything else is loaded or printed.
+    subjects = discover_subjects(args.input) if args.input else None
     torch.manual_seed(cfg.train.seed)
     if cfg.fit.num_threads > 0:
         torch.set_num_threads(cfg.fit.num_threads)
@@ -128,7 +130,6 @@ def main(argv=None) -> int:
     shared = run_request(cfg, mode, args.checkpoint, face_model)
 
     if args.input:
-        subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 
         preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
