@@ -23,7 +23,7 @@ from lib.errors import UserError
 from lib.fitting.fit import FitResult, FitTarget, fit_views
 from lib.fitting.inputs import Subject
 from lib.fitting.texture import bake_texture
-from lib.meshio import write_obj
+from lib.meshio import write_glb, write_now_prediction, write_obj
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.image_io import read_image
 from lib.render import render_mesh
@@ -158,7 +158,8 @@ def write_subject(
     """Write every file of one subject into `folder` and return its summary row.
 
     Files: mesh.obj (per-vertex albedo colours), textured.obj/.mtl/.png (when the
-    face model has UVs), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
+    face model has UVs), mesh.glb (textured, or coloured without UVs), now/<name>.obj
+    + .npy + .txt (NoW submission), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
     and last result.json (the summary row; marks the subject complete).
     """
     start = time.perf_counter()
@@ -185,7 +186,16 @@ def write_subject(
             os.path.join(folder, "textured.obj"), shape.numpy(), face_model.faces,
             uv_coords=face_model.uv_coords, uv_faces=face_model.uv_faces, texture=baked.image,
         )
+        write_glb(
+            os.path.join(folder, "mesh.glb"), shape.numpy(), face_model.faces,
+            uv_coords=face_model.uv_coords, uv_faces=face_model.uv_faces, texture=baked.image,
+        )
         row["texture_baked_fraction"] = baked.baked_fraction
+    else:
+        write_glb(os.path.join(folder, "mesh.glb"), shape.numpy(), face_model.faces, colors=albedo.numpy())
+    now7 = face_model.extra_landmarks["now7"]
+    write_now_prediction(os.path.join(folder, "now"), prepared.name, shape.numpy(), face_model.faces,
+                         shape.numpy()[now7])
 
     figures = []
     for k, view_name in enumerate(prepared.view_names):
