@@ -1,7 +1,8 @@
 """Reconstruct faces from folders of views: textured meshes and overlay pictures out.
 
 Modes: --checkpoint FILE (network), --fit (fitting only), both (network, then
-fitting refines it). Without --checkpoint the fit is used. Without --input it runs on
+fitting refines it). Without --checkpoint the fit is used. --video FILE takes its
+views from a head-turn video (doc/video.md). Without --input or --video it runs on
 demo subjects rendered from the face model and prints their error against the ground
 truth. Per subject it writes OUT/<subject>/ (see doc/fitting.md) and skips subjects
 already complete unless --overwrite. Exit status 1 when a subject failed (the others
@@ -23,7 +24,7 @@ from lib.config.schema import Config
 from lib.errors import UserError
 from lib.facemodel import load_face_model
 from lib.fitting.fit import landmark_pose
-from lib.fitting.inputs import discover_subjects
+from lib.fitting.inputs import safe_name, discover_subjects
 from lib.fitting.pipeline import (
     PreparedSubject,
     assign_view_slots,
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
     parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample")
     parser.add_argument("--input", default="", help="folder of views (samples/ layout or one folder per subject); "
                         "default: demo subjects rendered from the face model")
+    parser.add_argument("--video", default="", help="a head-turn video: the sharpest frames nearest "
+                        "video.target_yaw_deg become one subject's views (instead of --input)")
     parser.add_argument("--checkpoint", default="", help="trained network checkpoint (network prediction)")
     parser.add_argument("--fit", action="store_true", help="fit by analysis-by-synthesis (refines --checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects whose results already exist")
@@ -127,7 +130,17 @@ def main(argv=None) -> int:
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
     morphable = MorphableModel(face_model)
 
-    if args.input:
+    if args.input and args.video:
+        raise UserError("give --input or --video, not both")
+    if args.video:
+        from lib.preprocess.pipeline import Preprocessor
+        from lib.video import video_subject
+
+        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
+        folder = os.path.join(args.out, safe_name(os.path.splitext(os.path.basename(args.video))[0]))
+        jobs = [(os.path.basename(folder),
+                 lambda: prepare_subject(video_subject(args.video, folder, morphable, cfg), preprocessor))]
+    elif args.input:
         subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 

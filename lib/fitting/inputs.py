@@ -54,7 +54,7 @@ def _samples_layout(root: str, subdirs: list[str]) -> list[Subject] | None:
     return [Subject(name, tuple(views[v] for v in sorted(views))) for name, views in sorted(by_name.items())]
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     """A folder name that is safe on every file system."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "subject"
 
@@ -76,4 +76,4 @@ def discover_subjects(root: str) -> list[Subject]:
         raise UserError(
             f"--input {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no subject folders found"
         )
-    return [Subject(_safe_name(s.name), s.views) for s in subjects]
+    return [Subject(safe_name(s.name), s.views) for s in subjects]
