@@ -166,3 +166,24 @@ def test_page_in_headless_chromium_shows_the_mesh(server, tmp_path):
             shutil.copy(tmp_path / "demo.png", os.environ["DEMO_SCREENSHOT"])
     finally:
         driver.quit()
+
+
+def test_uploads_become_one_subject_or_one_clear_error(tmp_path):
+    """The checks made before any work, in-process (no server)."""
+    from demo import DemoPipeline
+    from lib.config import load_config
+    from lib.errors import UserError
+
+    pipeline = DemoPipeline(load_config(None), str(tmp_path / "runs"))
+    folder = str(tmp_path / "request")
+    subject = pipeline.subject_from_uploads(VIEWS[:2], None, folder)
+    assert [os.path.basename(v) for v in subject.views] == ["0-00331070.png", "1-00331071.png"]
+    assert all(open(a, "rb").read() == open(b, "rb").read() for a, b in zip(subject.views, VIEWS))
+    for photos, video, message in (
+        (None, None, "drop 1 to 3 photos"),
+        (VIEWS + VIEWS[:1], None, "4 photos"),
+        (VIEWS[:1], str(tmp_path / "turn.mp4"), "not both"),
+        ([str(tmp_path / "notes.txt")], None, "notes.txt: not a photo"),
+    ):
+        with pytest.raises(UserError, match=message):
+            pipeline.subject_from_uploads(photos, video, folder)
