@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 import test_sample
-from lib.config import load_config
 from lib.config.schema import VideoConfig
 from lib.errors import UserError
 from lib.facemodel import load_face_model
