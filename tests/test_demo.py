@@ -3,6 +3,7 @@ port, driven through gradio's client API and through the page in headless Chromi
 with the Pixel-Face sample views (../shared/assets). The Chromium test needs Debian's
 `chromium` and `chromium-driver` (README, "Tests") and skips without them."""
 import io
+import json
 import os
 import shutil
 import socket
@@ -107,6 +108,24 @@ def test_client_api_returns_the_mesh(server, tmp_path):
     Image.new("RGB", (224, 224), (128, 128, 128)).save(blank)
     with pytest.raises(AppError, match="wall.png: no face found"):
         client.predict([handle_file(str(blank))], None, api_name="/reconstruct")
+
+
+def test_client_api_takes_a_head_turn_video(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from lib.video import write_video
+    from test_video import head_turn_frames
+
+    path = tmp_path / "turn.mp4"
+    write_video(str(path), head_turn_frames(), fps=10)
+    client = Client(server, verbose=False, download_files=str(tmp_path))
+    glb, _, table, summary, files = client.predict(None, handle_file(str(path)), api_name="/reconstruct")
+    with open(glb, "rb") as f:
+        check_glb(f.read())
+    assert "3 view(s)" in summary and len(table["data"]) == 4
+    record = next(f for f in files if f.endswith("video_frames.json"))
+    with open(record) as f:
+        assert [c["target_yaw_deg"] for c in json.load(f)["chosen"]] == [-35.0, 0.0, 35.0]
 
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
