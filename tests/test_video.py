@@ -82,6 +82,20 @@ def test_reader_keeps_frames_spread_over_the_video(video):
     assert len(read.images) == 9
 
 
+@pytest.mark.parametrize("rotation", [90, -90])
+def test_reader_applies_the_display_rotation(tmp_path, rotation):
+    """A phone's portrait video: landscape frames plus a display rotation. The reader
+    returns what a player shows: the frame turned counter-clockwise by the rotation."""
+    frame = np.full((64, 96, 3), 40, np.uint8)
+    frame[:16, :16] = (250, 30, 30)  # a red block in the top-left corner
+    path = tmp_path / "portrait.mp4"
+    write_video(str(path), np.stack([frame] * 3), fps=5, rotation_deg=rotation)
+    read = read_frames(str(path), 10)
+    assert read.images.shape == (3, 96, 64, 3)
+    expected = np.rot90(frame, k=rotation // 90)  # +90: top-left goes to bottom-left
+    assert np.abs(read.images[0].astype(float) - expected).mean() < 4.0
+
+
 def test_reader_refuses_a_file_that_is_not_a_video(tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("not a video")

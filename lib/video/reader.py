@@ -26,7 +26,8 @@ class VideoFrames:
 
 
 def read_frames(path: str, max_frames: int) -> VideoFrames:
-    """Decode `path` and keep at most `max_frames` frames spread evenly over it.
+    """Decode `path` and keep at most `max_frames` frames spread evenly over it,
+    turned upright by the video's display rotation.
 
     The stride comes from the stream's frame count when the container states it,
     else from its duration and rate; every frame is decoded (codecs need the ones in
@@ -55,7 +56,10 @@ def read_frames(path: str, max_frames: int) -> VideoFrames:
         try:
             for frame in container.decode(stream):
                 if count % stride == 0 and len(images) < max_frames:
-                    images.append(frame.to_ndarray(format="rgb24"))
+                    # Phones store portrait video as landscape frames plus a display
+                    # rotation (degrees counter-clockwise); players, and we, apply it.
+                    images.append(np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"),
+                                                                k=round(frame.rotation / 90) % 4)))
                     indices.append(count)
                     times.append(float(frame.time) if frame.time is not None else count / max(fps, 1e-9))
                 count += 1
@@ -67,9 +71,10 @@ def read_frames(path: str, max_frames: int) -> VideoFrames:
     return VideoFrames(np.stack(images), np.array(indices), np.array(times), fps, count)
 
 
-def write_video(path: str, frames: np.ndarray, fps: int) -> None:
+def write_video(path: str, frames: np.ndarray, fps: int, rotation_deg: int = 0) -> None:
     """Write frames uint8 [N, H, W, 3] RGB as an H.264 mp4 (yuv420p, so H and W are
-    made even by cropping the last row / column). Used to make test videos."""
+    made even by cropping the last row / column), with a display rotation (degrees
+    counter-clockwise, as phones record portrait video). Used to make test videos."""
     import av
 
     frames = np.asarray(frames)
@@ -78,6 +83,8 @@ def write_video(path: str, frames: np.ndarray, fps: int) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "12"}  # near-lossless: the test judges the reader, not the codec
+        if rotation_deg:
+            stream.set_display_rotation(rotation_deg)
         for image in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="rgb24")
             for packet in stream.encode(frame):
