@@ -41,8 +41,9 @@ class DemoPipeline:
     """The per-request work: a folder of uploads -> test_sample.py's files.
 
     cfg: the resolved Config; out: root folder of the requests; predictor and
-    face_model: from a checkpoint (test_sample.network_predictor) or None and the
-    config's face model; fit: run the fitting (always without a predictor).
+    face_model: from a checkpoint (`models.predictor.load_predictor`, as in
+    test_sample.py) or None and the config's face model; fit: run the fitting
+    (always without a predictor).
     """
 
     def __init__(self, cfg: Config, out: str, predictor=None, face_model=None, fit: bool = True):
@@ -53,7 +54,8 @@ class DemoPipeline:
         self.morphable = MorphableModel(self.face_model)
         self.fit = fit or predictor is None
         self.mode = "network+fit" if predictor and self.fit else "network" if predictor else "fit"
-        self.preprocessor = Preprocessor(cfg.preprocess, self.face_model, crop_size=cfg.fit.crop_size)
+        self.preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, self.face_model,
+                                         crop_size=cfg.fit.crop_size)
         self._counter = itertools.count()
 
     def _request_folder(self) -> str:
@@ -159,9 +161,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(cfg.fit.num_threads)
     predictor = face_model = None
     if args.checkpoint:
-        from test_sample import network_predictor
+        from models.predictor import load_predictor
 
-        predictor, face_model = network_predictor(args.checkpoint)
+        network = load_predictor(args.checkpoint, "cpu")
+        face_model = network.face_model
+        morphable = MorphableModel(face_model)
+        predictor = lambda prepared: network.predict_views(prepared.target(), morphable)  # noqa: E731
     pipeline = DemoPipeline(cfg, os.path.abspath(args.out), predictor, face_model, args.fit)
     app = build_app(pipeline)
     print(f"demo: open http://{cfg.demo.host}:{cfg.demo.port} (results under {args.out})", flush=True)

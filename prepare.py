@@ -38,10 +38,10 @@ def main(argv=None) -> int:
     from data.folders import FolderViews
     from data.pixel_face import PixelFace
     from lib.preprocess import Preprocessor
-    from lib.preprocess.overlay import draw_overlay
+    from lib.visualize.preprocess import draw_overlay
 
     face_model = None if cfg.preprocess.aligned else load_face_model(cfg.face_model.source, cfg.face_model.path)
-    preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
+    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.data.image_size)
     cache_dir = cfg.data.cache_dir or os.path.join(args.out, "cache")
     layout = _layout(root, args.layout)
     if layout == "pixel_face":

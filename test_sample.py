@@ -16,18 +16,15 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.cli import make_parser, parse_config, run
 from lib.config.schema import Config
 from lib.errors import UserError
 from lib.facemodel import load_face_model
-from lib.fitting.fit import landmark_pose
-from lib.fitting.inputs import safe_name, discover_subjects
+from lib.fitting.inputs import discover_subjects, safe_name
 from lib.fitting.pipeline import (
     PreparedSubject,
-    assign_view_slots,
     prepare_subject,
     read_result,
     reconstruct,
@@ -48,40 +45,13 @@ COLUMNS = (
 )
 
 
-def network_predictor(path: str):
-    """(predictor, face model) from a checkpoint: the predictor resizes a subject's
-    crops to the network's input size, puts each view in its slot and returns one
-    coefficient row per view."""
-    from models.checkpoint import load_model
-
-    model, net_cfg = load_model(path, "cpu")
-    size, slots = net_cfg.data.image_size, net_cfg.model.num_views
-    face_model = load_face_model(net_cfg.face_model.source, net_cfg.face_model.path)
-    morphable = MorphableModel(face_model)
-
-    def predict(prepared: PreparedSubject):
-        target = prepared.target()
-        rotation, _ = landmark_pose(morphable, target.landmarks, target.image_size, net_cfg.loss.landmark_heavy_weight)
-        slot = assign_view_slots(rotation[:, 1], slots, net_cfg.fit.side_view_deg)
-        rgb = torch.zeros(1, slots, 3, size, size)
-        parsing = torch.zeros(1, slots, size, size, dtype=torch.long)
-        mask = torch.zeros(1, slots, dtype=torch.bool)
-        rgb[0, slot] = F.interpolate(target.rgb, size=(size, size), mode="area")
-        parsing[0, slot] = F.interpolate(target.parsing[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
-        mask[0, slot] = True
-        with torch.no_grad():
-            coeffs = model(rgb, parsing, mask)
-        return coeffs.map(lambda t: t[slot])
-
-    return predict, face_model
-
-
 def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
     """fit.demo_subjects synthetic subjects (validation split) with their ground truth."""
     from data.synthetic import generate_split
 
     data_cfg = dataclasses.replace(cfg.data, image_size=cfg.fit.crop_size)
-    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", cfg.fit.demo_subjects, progress=False)
+    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", cfg.fit.demo_subjects, progress=False,
+                            feature_dilation_px=cfg.preprocess.feature_dilation_px)
     return [
         PreparedSubject(
             name=f"demo-{i:03d}",
@@ -91,6 +61,7 @@ def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
             parsing=arrays["parsing"][i],
             skin_weight=arrays["skin_weight"][i],
             gt_shape=arrays["gt_shape"][i],
+            index=i,
         )
         for i in range(arrays["rgb"].shape[0])
     ]
@@ -123,12 +94,17 @@ def main(argv=None) -> int:
 
     predictor = None
     if args.checkpoint:
-        predictor, face_model = network_predictor(args.checkpoint)
+        from models.predictor import load_predictor
+
+        network = load_predictor(args.checkpoint, "cpu")
+        face_model = network.face_model
+        morphable = MorphableModel(face_model)
+        predictor = lambda prepared: network.predict_views(prepared.target(), morphable)  # noqa: E731
     else:
         face_model = load_face_model(cfg.face_model.source, cfg.face_model.path)
+        morphable = MorphableModel(face_model)
     fit = args.fit or not args.checkpoint
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
-    morphable = MorphableModel(face_model)
 
     if args.input and args.video:
         raise UserError("give --input or --video, not both")
@@ -136,15 +112,15 @@ def main(argv=None) -> int:
         from lib.preprocess.pipeline import Preprocessor
         from lib.video import video_subject
 
-        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
-        folder = os.path.join(args.out, safe_name(os.path.splitext(os.path.basename(args.video))[0]))
-        jobs = [(os.path.basename(folder),
-                 lambda: prepare_subject(video_subject(args.video, folder, morphable, cfg), preprocessor))]
+        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
+        name = safe_name(os.path.splitext(os.path.basename(args.video))[0])
+        folder = os.path.join(args.out, name)
+        jobs = [(name, lambda f=folder: prepare_subject(video_subject(args.video, f, morphable, cfg), preprocessor))]
     elif args.input:
         subjects = discover_subjects(args.input)
         from lib.preprocess.pipeline import Preprocessor
 
-        preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.fit.crop_size)
+        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
         jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor)) for s in subjects]
     else:
         jobs = [(p.name, lambda p=p: p) for p in demo_subjects(face_model, cfg)]

@@ -22,6 +22,7 @@ from lib.facemodel import load_face_model
 from lib.training import Trainer, init_distributed, seed_everything, shutdown_distributed
 from lib.training.distributed import barrier, resolve_device, spawn_local, under_launcher
 from lib.training.loop import check_batch_split
+from lib.training.validation import validation_summary
 
 DATASETS = ("synthetic", "pixel_face", "folders")
 
@@ -32,7 +33,7 @@ def _photo_datasets(cfg, face_model, cache_dir: str, progress: bool):
     folders themselves; loss terms only)."""
     from lib.preprocess import Preprocessor
 
-    preprocessor = Preprocessor(cfg.preprocess, face_model, crop_size=cfg.data.image_size)
+    preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.data.image_size)
     if cfg.data.dataset == "pixel_face":
         from data.pixel_face import PixelFace
 
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         shutdown_distributed()
     final = next((h for h in reversed(history) if any(k.startswith("val/") for k in h)), None)
     if info.is_main and final is not None:
-        print(f"final validation (epoch {final['epoch']}):{Trainer._val_summary(final)}; checkpoints in "
+        print(f"final validation (epoch {final['epoch']}):{validation_summary(final)}; checkpoints in "
               f"{os.path.join(args.out, 'checkpoints')}")
     return 0
 

@@ -39,14 +39,15 @@ def load_subjects(cfg, face_model, count: int) -> tuple[list[PreparedSubject], s
     if os.path.isdir(SAMPLES):
         from lib.preprocess.pipeline import Preprocessor
 
-        pre = Preprocessor(dataclasses.replace(cfg.preprocess, aligned=True), face_model, crop_size=cfg.fit.crop_size)
+        pre = Preprocessor(dataclasses.replace(cfg.preprocess, aligned=True), cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
         start = time.perf_counter()
         subjects = [prepare_subject(s, pre) for s in discover_subjects(SAMPLES)[:count]]
         return subjects, "pixel_face_samples (real photos)", (time.perf_counter() - start) / len(subjects)
     from data.synthetic import generate_split
 
     data_cfg = dataclasses.replace(cfg.data, image_size=cfg.fit.crop_size)
-    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", count, progress=False)
+    arrays = generate_split(face_model, data_cfg, cfg.loss, "val", count, progress=False,
+                            feature_dilation_px=cfg.preprocess.feature_dilation_px)
     subjects = [
         PreparedSubject(f"synthetic-{i}", ["0", "1", "2"], arrays["rgb"][i], arrays["landmarks"][i],
                         arrays["parsing"][i], arrays["skin_weight"][i], arrays["gt_shape"][i])
@@ -83,7 +84,7 @@ def main() -> None:
     for name, fit_cfg in variants:
         seconds, medians = [], []
         for subject in subjects:
-            result = fit_views(morphable, subject.target(), fit_cfg, cfg.loss,
+            result = fit_views(morphable, subject.target(), fit_cfg, cfg.loss, cfg.render,
                                expression_per_view=cfg.model.expression_per_view)
             seconds.append(result.seconds)
             medians.append(landmark_summary(result)["landmark_median_px"])

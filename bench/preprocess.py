@@ -87,8 +87,8 @@ def speed(backends: list[str], photos: list[np.ndarray], repeats: int) -> None:
     base = None
     for name in backends:
         backend = get_backend(name)
-        aligned = Preprocessor(PreprocessConfig(aligned=True, landmarks=name))
-        unaligned = Preprocessor(PreprocessConfig(aligned=False, landmarks=name))
+        aligned = Preprocessor(PreprocessConfig(aligned=True, landmarks=name), LossConfig().skin_weights)
+        unaligned = Preprocessor(PreprocessConfig(aligned=False, landmarks=name), LossConfig().skin_weights)
         unaligned.model_points  # build the template outside the timing
         rates = []
         for job in (lambda p: backend.detect_all(p), lambda p: aligned(p), None):
@@ -126,7 +126,8 @@ def accuracy(backends: list[str], subjects: int) -> None:
     from data.synthetic import generate_split
     from lib.facemodel.builtin import build_builtin_face_model
 
-    arrays = generate_split(build_builtin_face_model(), DataConfig(image_size=224), LossConfig(), "val", subjects, progress=False)
+    arrays = generate_split(build_builtin_face_model(), DataConfig(image_size=224), LossConfig(), "val", subjects,
+                            progress=False, feature_dilation_px=PreprocessConfig().feature_dilation_px)
     rgb, truth = arrays["rgb"], arrays["landmarks"]
     print(f"\n3. accuracy on {subjects} synthetic subjects x 3 views (built-in model renders, 224 px)")
     print(f"{'backend':<10} {'view':<6} {'found':>7} {'NME all':>8} {'NME no jaw':>11}")

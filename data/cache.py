@@ -64,6 +64,7 @@ class PreprocessCache:
         settings = {
             "version": CACHE_VERSION,
             "preprocess": dataclasses.asdict(preprocessor.cfg),
+            "skin_weights": list(preprocessor.skin_weights),
             "crop_size": preprocessor.crop_size,
             "loader": tag,
         }

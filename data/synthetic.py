@@ -33,7 +33,6 @@ from tqdm import tqdm
 from lib.config.schema import Config, DataConfig, LossConfig, SyntheticDataConfig
 from lib.facemodel.schema import FaceModel
 from lib.geometry import CAMERA_DISTANCE_MM
-from lib.losses import landmark3d_vertices, region_one_hot
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.parsing import skin_attention_weights
 from lib.render import render_mesh
@@ -42,12 +41,12 @@ CACHE_VERSION = 1  # bump when the generator changes what it produces
 SPLITS = {"train": 0, "val": 1}
 
 
-def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: int | None) -> np.ndarray:
+def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: int) -> np.ndarray:
     """Per-pixel skin-attention weights float32 [Vw, H, W] from parsing maps [Vw, H, W]
     (the preprocessing's function, so synthetic and photo samples weigh alike);
     dilation_px_224 is `preprocess.feature_dilation_px` (at 224 px, scaled to the
-    map's size as lib.preprocess does; None: the preprocessing's default)."""
-    dilation = None if dilation_px_224 is None else int(round(dilation_px_224 * parsing.shape[-2] / 224))
+    map's size as lib.preprocess does)."""
+    dilation = int(round(dilation_px_224 * parsing.shape[-2] / 224))
     return np.stack([skin_attention_weights(p.numpy(), weights, dilation) for p in parsing])
 
 
@@ -60,7 +59,7 @@ def _fingerprint(face_model: FaceModel) -> str:
 
 
 def cache_key(
-    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int | None = None
+    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int
 ) -> str:
     """Hash of everything that changes the generated arrays."""
     synthetic = dataclasses.asdict(data_cfg.synthetic)
@@ -120,15 +119,12 @@ def _draw_coefficients(face_model: FaceModel, cfg: SyntheticDataConfig, rng: np.
 class SubjectRenderer:
     """Renders synthetic subjects one at a time: subject i of a split depends only on
     (data.synthetic.seed, split, i). feature_dilation_px: `preprocess.feature_dilation_px`
-    (at 224 px; None: the preprocessing's default)."""
+    (at 224 px)."""
 
-    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig,
-                 feature_dilation_px: int | None = None):
+    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int):
         self.face_model, self.syn, self.size = face_model, data_cfg.synthetic, data_cfg.image_size
         self.skin_weights, self.dilation = loss_cfg.skin_weights, feature_dilation_px
         self.morphable = MorphableModel(face_model)
-        self.onehot = region_one_hot(face_model)
-        self.lm3d_index, _ = landmark3d_vertices(face_model)
 
     @torch.no_grad()
     def __call__(self, split: str, index: int) -> dict:
@@ -145,7 +141,7 @@ class SubjectRenderer:
         instance = self.morphable(FaceCoefficients(**per_view), (size, size))
         render = render_mesh(
             instance.vertices, self.morphable.faces,
-            {"color": instance.colors, "parsing": self.onehot[None].expand(views, -1, -1)}, (size, size),
+            {"color": instance.colors, "parsing": self.morphable.region_onehot[None].expand(views, -1, -1)}, (size, size),
         )
         mask = render.mask
         background = torch.stack([_background(rng, size) for _ in range(views)])
@@ -157,7 +153,7 @@ class SubjectRenderer:
             "skin_weight": skin_attention(parsing, self.skin_weights, self.dilation).astype(np.float32),
             "landmarks": instance.landmarks.numpy().astype(np.float32),
             "gt_shape": instance.shape[0].numpy(),
-            "landmarks3d": instance.shape[0, self.lm3d_index].numpy(),
+            "landmarks3d": instance.shape[0, self.morphable.landmark3d_index].numpy(),
         }
         subject.update({f"gt_{k}": np.asarray(v, dtype=np.float32) for k, v in drawn.items()})
         return subject
@@ -165,7 +161,7 @@ class SubjectRenderer:
 
 def generate_split(
     face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, split: str, count: int, progress: bool = True,
-    feature_dilation_px: int | None = None,
+    *, feature_dilation_px: int,
 ) -> dict:
     """Render subjects 0..count-1 of `split` ('train' | 'val'): the arrays of
     `SubjectRenderer` stacked over subjects ([S, ...])."""
@@ -190,7 +186,7 @@ def load_or_generate(
     for split, count in splits.items():
         folder = os.path.join(root, f"{split}-{count}")
         if not os.path.isdir(folder):
-            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, dilation)
+            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, feature_dilation_px=dilation)
             tmp = f"{folder}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from lib.facemodel.derived import landmark3d_vertices, region_one_hot
 from lib.facemodel.schema import FaceModel
 from lib.geometry import euler_to_matrix, project, rigid_transform, vertex_normals
 from lib.shading import NUM_SH_COEFFS, sh_shade
@@ -80,6 +81,12 @@ class MorphableModel(nn.Module):
         self.register_buffer("albedo_basis", as_t(face_model.albedo_basis).reshape(3 * v, -1), persistent=False)
         self.register_buffer("faces", torch.as_tensor(face_model.faces, dtype=torch.long), persistent=False)
         self.register_buffer("landmarks68", torch.as_tensor(face_model.landmarks68, dtype=torch.long), persistent=False)
+        # Derived once here, not per loss evaluation (lib.facemodel.derived).
+        self.register_buffer("region_onehot", region_one_hot(face_model), persistent=False)  # [V, 10]
+        self.register_buffer("skin_mask", torch.as_tensor(face_model.skin_mask), persistent=False)  # bool [V]
+        index, align = landmark3d_vertices(face_model)
+        self.register_buffer("landmark3d_index", index.long(), persistent=False)  # [P]
+        self.landmark3d_align = align  # positions of the 7 alignment points in landmark3d_index
 
     def shape(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """mean + B_id a + B_exp d: identity [N, Kid], expression [N, Kexp] -> [N, V, 3] mm."""

@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic save, safe load (weights_only), and model rebuilding.
+"""Checkpoint files: atomic save, safe load (weights_only), and model rebuilding
+(training resumes through these; inference loads through `models.predictor`).
 
 A checkpoint is a dict with keys `model` (state_dict), `config` (the resolved config as a
 plain dict, `lib.config.config_to_dict`), `epoch` (int, epochs completed), `optimizer`,
@@ -17,7 +18,6 @@ import torch
 
 from lib.config import Config, config_from_dict
 from lib.errors import UserError
-from lib.facemodel import load_face_model
 from lib.facemodel.schema import FaceModel
 from models.mvrnet import MVRNet
 
@@ -71,18 +71,3 @@ def config_from_checkpoint(state: dict, path: str) -> Config:
         return config_from_dict(data, "checkpoint config")
     except UserError as err:
         raise UserError(f"{path}: checkpoint config does not fit this version ({err})") from None
-
-
-def load_model(path: str, device: torch.device | str = "cpu") -> tuple[MVRNet, Config]:
-    """(model in eval mode on `device`, its Config) from a checkpoint file."""
-    state = load_checkpoint(path, map_location="cpu")
-    cfg = config_from_checkpoint(state, path)
-    if not isinstance(state.get("model"), dict):
-        raise UserError(f"{path}: checkpoint has no 'model' state dict")
-    model = build_model(cfg, load_face_model(cfg.face_model.source, cfg.face_model.path))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(f"{path}: weights do not match the network of its config ({first})") from None
-    return model.to(device).eval(), cfg

@@ -10,7 +10,8 @@ import torch
 import models.checkpoint as checkpoint_module
 from lib.config import config_to_dict, load_config
 from lib.errors import UserError
-from models.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
+from models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from models.predictor import load_predictor
 
 from fakes import fake_face_model
 
@@ -53,13 +54,16 @@ def test_round_trip_gives_identical_outputs(tiny_cfg, tmp_path):
     loaded = load_checkpoint(str(path))
     assert loaded["epoch"] == 3 and loaded["metrics"] == {"val_loss": 1.5}
     assert loaded["optimizer"]["state"].keys() == state["optimizer"]["state"].keys()
-    restored, cfg = load_model(str(path), "cpu")
+    predictor = load_predictor(str(path), "cpu")
+    restored, cfg = predictor.model, predictor.cfg
     assert cfg == tiny_cfg and not restored.training
     model.eval()
     with torch.no_grad():
         expected, got = model(*inputs), restored(*inputs)
+    through_predictor = predictor(*inputs, torch.ones(2, 3, dtype=torch.bool))
     for key, value in expected.as_dict().items():
         assert torch.equal(value, getattr(got, key)), key
+        assert torch.equal(value, getattr(through_predictor, key)), key
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -95,14 +99,14 @@ def test_incompatible_checkpoints(tiny_cfg, tmp_path):
     bad_key = dict(state, config={**state["config"], "model": {**state["config"]["model"], "depth": 50}})
     save_checkpoint(str(tmp_path / "a.pt"), bad_key)
     with pytest.raises(UserError, match="config does not fit.*unknown key 'model.depth'"):
-        load_model(str(tmp_path / "a.pt"), "cpu")
+        load_predictor(str(tmp_path / "a.pt"), "cpu")
     other_width = dict(state, config={**state["config"], "model": {**state["config"]["model"], "width": 0.125}})
     save_checkpoint(str(tmp_path / "b.pt"), other_width)
     with pytest.raises(UserError, match="weights do not match"):
-        load_model(str(tmp_path / "b.pt"), "cpu")
+        load_predictor(str(tmp_path / "b.pt"), "cpu")
     save_checkpoint(str(tmp_path / "c.pt"), {"model": state["model"]})
     with pytest.raises(UserError, match="no 'config'"):
-        load_model(str(tmp_path / "c.pt"), "cpu")
+        load_predictor(str(tmp_path / "c.pt"), "cpu")
 
 
 def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):

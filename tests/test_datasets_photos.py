@@ -13,9 +13,11 @@ from PIL import Image
 from data.cache import PreprocessCache, file_digest
 from data.folders import FolderViews, discover_folder_views
 from data.pixel_face import DROPPED_106, PixelFace, read_landmarks106, read_pixel_face_photo
-from lib.config.schema import PreprocessConfig
+from lib.config.schema import LossConfig, PreprocessConfig
 from lib.errors import UserError
 from lib.preprocess import Preprocessor
+
+SKIN = LossConfig().skin_weights  # loss.skin_weights, passed to the preprocessor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "..", "shared", "assets", "pixel_face_samples")
@@ -30,7 +32,7 @@ def _sample(view: int, index: int = 0) -> str:
 @pytest.fixture(scope="module")
 def preprocessor():
     pytest.importorskip("mediapipe")
-    return Preprocessor(PreprocessConfig(aligned=True))
+    return Preprocessor(PreprocessConfig(aligned=True), SKIN)
 
 
 def test_pixel_face_photo_rotation_and_landmark_file(tmp_path):
@@ -174,7 +176,7 @@ def test_cache_reuses_rebuilds_and_survives_workers(tmp_path, preprocessor, monk
     flipped = cache.get(str(photo))
     assert len(calls) == 1 and not np.array_equal(flipped["landmarks"], first["landmarks"])
     # Changed setting: another key, another folder.
-    other = PreprocessCache(str(tmp_path / "c"), Preprocessor(PreprocessConfig(aligned=True, feature_dilation_px=7)))
+    other = PreprocessCache(str(tmp_path / "c"), Preprocessor(PreprocessConfig(aligned=True, feature_dilation_px=7), SKIN))
     assert other.folder != cache.folder and sorted(os.listdir(tmp_path / "c")) == sorted([os.path.basename(cache.folder), os.path.basename(other.folder)])
     # Failures are cached with their message.
     blank = tmp_path / "blank.png"

@@ -143,3 +143,21 @@ def test_pixel_face_validation_mesh_and_landmarks(tmp_path, capsys):
     assert summary["mean_face"]["mean"] < 1e-3
     assert summary["mean_face"]["points"] > 1000  # the mesh's vertices inside the crop
     assert (out / "samples" / "s09_1_neutral" / "mean_face_heatmap.png").is_file()
+
+
+def test_training_validation_and_test_pixel_face_agree(tmp_path):
+    """The same checkpoint gives the same NoW-style error in train.py's validation and
+    in test_pixel_face.py: one prediction (lib.evaluation.prediction), one scan and
+    one measurement (lib.evaluation.runner). Before they differed (mean shape over
+    views and vertex scans in training, the front view and sampled scans here)."""
+    import train
+
+    run = tmp_path / "train"
+    assert train.main(["--config", TINY, "--out", str(run), "train.epochs=1", *SMALL]) == 0
+    with open(run / "metrics.jsonl") as f:
+        last = [json.loads(line) for line in f][-1]
+    assert evaluate(tmp_path / "eval", "--checkpoint", str(run / "checkpoints" / "last.pt")) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert last["val/now_error_mm"] == pytest.approx(summary["prediction"]["mean"], rel=1e-4)
+    assert last["val/now_mean_face_error_mm"] == pytest.approx(summary["mean_face"]["mean"], rel=1e-9)
+    assert summary["prediction"]["mean"] != pytest.approx(summary["mean_face"]["mean"], rel=1e-6)

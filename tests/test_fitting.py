@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from lib.config.schema import FitConfig, LossConfig
+from lib.config.schema import FitConfig, LossConfig, RenderConfig
 from lib.errors import UserError
 from lib.facemodel.builtin import build_builtin_face_model
-from lib.fitting.fit import FitTarget, fit_views, initial_pose, landmark_pose, matrix_to_euler
+from lib.fitting.fit import FitTarget, fit_views, initial_pose, landmark_pose
 from lib.fitting.inputs import discover_subjects
 from lib.fitting.pipeline import assign_view_slots
 from lib.fitting.texture import bake_texture
 from lib.geometry import euler_to_matrix, vertex_normals
-from lib.losses import similarity_transform
+from lib.geometry import matrix_to_euler, similarity_transform
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.render import render_mesh
 
@@ -86,8 +86,9 @@ def test_initial_pose_exact_for_a_far_planar_free_case():
 def test_fitting_lowers_landmark_and_shape_error(morphable):
     target, truth, truth_shape = synthetic_subject(morphable, seed=4)
     cfg = dataclasses.replace(FitConfig(), steps_pose=20, steps_shape=100, steps_appearance=5, render_size=48)
-    result = fit_views(morphable, target, cfg, LossConfig())
-    mean_fit = fit_views(morphable, target, dataclasses.replace(cfg, steps_shape=0, steps_appearance=0), LossConfig())
+    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig())
+    mean_fit = fit_views(morphable, target, dataclasses.replace(cfg, steps_shape=0, steps_appearance=0), LossConfig(),
+                         RenderConfig())
     fit_px = float(result.landmark_error.median())
     mean_px = float(mean_fit.landmark_error.median())
     assert fit_px < 0.5 * mean_px and fit_px < 1.0, (fit_px, mean_px)
@@ -105,7 +106,7 @@ def test_fitting_lowers_landmark_and_shape_error(morphable):
 def test_refinement_starts_from_the_given_prediction(morphable):
     target, truth, _ = synthetic_subject(morphable, seed=3)
     cfg = dataclasses.replace(FitConfig(), steps_refine=0, render_size=48)
-    result = fit_views(morphable, target, cfg, LossConfig(), init=truth)
+    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), init=truth)
     # Zero refinement steps: the prediction comes back untouched and fits exactly.
     assert torch.allclose(result.coeffs.rotation, truth.rotation)
     assert float(result.landmark_error.max()) < 1e-3
@@ -199,3 +200,32 @@ def test_assign_view_slots_by_yaw():
     with pytest.raises(UserError, match="at most 3"):
         assign_view_slots(torch.zeros(4), 3, 15.0)
     assert np.array_equal(assign_view_slots(torch.zeros(2), 3, 15.0), [0, 1])
+
+
+def test_fitting_and_training_compute_the_same_objective(morphable):
+    """Fitting's full objective is training's `multiview_losses` on a batch of one:
+    the same value on the same input, and render.* reaches both (the old fitting
+    objective rebuilt the terms itself and always culled back faces)."""
+    from lib.fitting.fit import _Objective
+    from lib.losses import multiview_losses
+
+    target, truth, _ = synthetic_subject(morphable, seed=3)
+    views = target.num_views
+    gen = torch.Generator().manual_seed(1)
+    target.parsing = torch.randint(0, 10, (views, SIZE, SIZE), generator=gen)
+    target.skin_weight = torch.rand(views, SIZE, SIZE, generator=gen)
+    coeffs = truth.map(lambda t: t + 0.05 * torch.randn(t.shape, generator=gen))
+    loss_cfg = LossConfig()
+    batch = {
+        "rgb": target.rgb[None], "parsing": target.parsing[None], "skin_weight": target.skin_weight[None],
+        "landmarks": target.landmarks[None], "view_mask": torch.ones(1, views, dtype=torch.bool),
+    }
+    fit_cfg = dataclasses.replace(FitConfig(), render_size=SIZE)  # no resampling: the same pixels
+    for render_cfg in (RenderConfig(), RenderConfig(cull_backfaces=False, backend="torch")):
+        training = multiview_losses(morphable, coeffs, batch, loss_cfg, render_cfg, use_parsing=True)
+        fitting, terms = _Objective(morphable, target, loss_cfg, fit_cfg, render_cfg).full_terms(coeffs)
+        assert set(terms) == set(training.terms) - {"total"}
+        assert fitting.item() == pytest.approx(training.total.item(), rel=1e-6)
+    culled = _Objective(morphable, target, loss_cfg, fit_cfg, RenderConfig()).full_terms(coeffs)[0]
+    unculled = _Objective(morphable, target, loss_cfg, fit_cfg, RenderConfig(cull_backfaces=False)).full_terms(coeffs)[0]
+    assert culled.item() != unculled.item()

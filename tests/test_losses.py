@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from lib.config.schema import LossConfig
+from lib.config.schema import LossConfig, RenderConfig
 from lib.facemodel.schema import NOW7_FROM_68
+from lib.geometry import apply_similarity, similarity_transform
 from lib.losses import terms
 
 torch.manual_seed(0)
@@ -66,10 +67,10 @@ def test_similarity_transform_recovers_known_transform():
     src = torch.randn(2, 7, 3, dtype=torch.float64) * 30
     rot = _rotation_z(0.4).double()
     dst = 1.3 * src @ rot.T + torch.tensor([5.0, -2.0, 7.0], dtype=torch.float64)
-    s, r, t = terms.similarity_transform(src, dst)
+    s, r, t = similarity_transform(src, dst)
     assert torch.allclose(s, torch.full((2,), 1.3, dtype=torch.float64))
     assert torch.allclose(r, rot.expand(2, 3, 3))
-    assert torch.allclose(terms.apply_similarity(src, s, r, t), dst)
+    assert torch.allclose(apply_similarity(src, s, r, t), dst)
 
 
 def test_landmark3d_invariant_to_similarity_and_positive_away():
@@ -162,7 +163,8 @@ def scene():
     face_model = build_builtin_face_model()
     cfg = Config()
     cfg.data.image_size = SIZE
-    arrays = generate_split(face_model, cfg.data, cfg.loss, "train", 1, progress=False)
+    arrays = generate_split(face_model, cfg.data, cfg.loss, "train", 1,
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
     views = arrays["rgb"].shape[1]
     t = lambda k: torch.from_numpy(arrays[k])  # noqa: E731
     batch = {
@@ -190,17 +192,17 @@ def test_every_term_minimal_at_ground_truth(scene):
     from lib.losses import multiview_losses
 
     morph, gt, batch, cfg = scene
-    truth = multiview_losses(morph, gt, batch, cfg, use_parsing=True).terms
+    truth = multiview_losses(morph, gt, batch, cfg, RenderConfig(), use_parsing=True).terms
     assert truth["landmark"].item() < 1e-6
     assert truth["landmark3d"].item() < 1e-2
     # Photometric: only 8-bit quantisation and antialiasing-free edges remain.
     assert truth["photometric"].item() < 0.03
     assert truth["parsing"].item() < 0.35
     for name, delta in [("translation", torch.tensor([4.0, -3.0, 0.0])), ("identity", 1.0), ("rotation", 0.1)]:
-        away = multiview_losses(morph, _perturbed(gt, name, delta), batch, cfg, use_parsing=True).terms
+        away = multiview_losses(morph, _perturbed(gt, name, delta), batch, cfg, RenderConfig(), use_parsing=True).terms
         for term in ("photometric", "landmark", "parsing"):
             assert away[term].item() > truth[term].item(), (name, term)
-    away = multiview_losses(morph, _perturbed(gt, "albedo", 1.0), batch, cfg, use_parsing=True).terms
+    away = multiview_losses(morph, _perturbed(gt, "albedo", 1.0), batch, cfg, RenderConfig(), use_parsing=True).terms
     assert away["photometric"].item() > truth["photometric"].item()
     assert away["coefficient"].item() > truth["coefficient"].item()
 
@@ -212,8 +214,8 @@ def test_masked_view_contributes_nothing(scene):
     masked = dict(batch, view_mask=torch.tensor([[True, False, True]]))
     wrong = gt.map(lambda t: t.clone())
     wrong.translation[1] += 20.0  # only the masked view is wrong
-    a = multiview_losses(morph, wrong, masked, cfg, use_parsing=True).terms
-    b = multiview_losses(morph, gt, masked, cfg, use_parsing=True).terms
+    a = multiview_losses(morph, wrong, masked, cfg, RenderConfig(), use_parsing=True).terms
+    b = multiview_losses(morph, gt, masked, cfg, RenderConfig(), use_parsing=True).terms
     for term in ("photometric", "landmark", "parsing"):
         assert a[term].item() == pytest.approx(b[term].item(), rel=1e-5, abs=1e-7)
 
@@ -243,4 +245,4 @@ def _term_tensor(morph, coeffs, batch, cfg, term):
         cfg, **{name: (1.0 if name == term else 0.0) for name in
                 ("photometric", "landmark", "landmark3d", "coefficient", "lighting", "reflectance", "parsing")}
     )
-    return multiview_losses(morph, coeffs, batch, only, use_parsing=True).total
+    return multiview_losses(morph, coeffs, batch, only, RenderConfig(), use_parsing=True).total

@@ -197,7 +197,7 @@ def test_skin_attention_weights_hand_case():
     grown = skin_attention_weights(labels, weights=(0.25, 0.5, 0.99), dilation_px=3)
     assert grown[100, 149] == pytest.approx(0.99) and grown[100, 150] == pytest.approx(0.25)  # not into background
     untouched = labels.copy()
-    skin_attention_weights(labels)
+    skin_attention_weights(labels, (0.25, 0.5, 0.99), 5)
     np.testing.assert_array_equal(labels, untouched)
 
 

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.config.schema import PreprocessConfig
+from lib.config.schema import LossConfig, PreprocessConfig
 from lib.errors import UserError
 from lib.facemodel.schema import PARSING_CLASSES
 from lib.preprocess import Preprocessor, detect_face, detect_landmarks, estimate_alignment, read_image
-from lib.preprocess.overlay import draw_overlay
+from lib.visualize.preprocess import draw_overlay
+
+SKIN = LossConfig().skin_weights  # loss.skin_weights, passed to the preprocessor
 
 pytest.importorskip("mediapipe")
 
@@ -39,7 +41,7 @@ def _files():
 
 @pytest.fixture(scope="module")
 def processed():
-    pre = Preprocessor(PreprocessConfig(aligned=True))
+    pre = Preprocessor(PreprocessConfig(aligned=True), SKIN)
     results = {}
     for path in _files():
         try:
@@ -129,7 +131,7 @@ def test_unaligned_photo_is_cropped_and_drawn_back():
     big = np.asarray(Image.fromarray(crop).resize((403, 403), Image.BICUBIC))  # 224 * 1.8
     canvas = np.full((560, 700, 3), 90, np.uint8)
     canvas[60:463, 150:553] = big
-    result = Preprocessor(PreprocessConfig(aligned=False), face_model=FAKE_MODEL)(canvas, "canvas")
+    result = Preprocessor(PreprocessConfig(aligned=False), SKIN, face_model=FAKE_MODEL)(canvas, "canvas")
     reference = estimate_alignment(direct, FIVE_3D, (224, 224))
     assert result.alignment.scale == pytest.approx(reference.scale / scale, rel=0.03)
     np.testing.assert_allclose(result.landmarks, reference.to_crop(direct), atol=3.0)
@@ -165,7 +167,7 @@ def test_no_face_is_none_and_user_error():
     blank = np.full((240, 320, 3), 200, np.uint8)
     assert detect_landmarks(blank) is None
     with pytest.raises(UserError, match="blank.png: no face found"):
-        Preprocessor(PreprocessConfig(aligned=False), face_model=FAKE_MODEL)(blank, "blank.png")
+        Preprocessor(PreprocessConfig(aligned=False), SKIN, face_model=FAKE_MODEL)(blank, "blank.png")
 
 
 def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
@@ -173,7 +175,7 @@ def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
     dlib's iBUG points (normalised by the outer-eye-corner distance), and the 68-point
     parser (no dense mesh) still yields the expected classes."""
     pytest.importorskip("dlib")
-    pre = Preprocessor(PreprocessConfig(aligned=True, landmarks="dlib"))
+    pre = Preprocessor(PreprocessConfig(aligned=True, landmarks="dlib"), SKIN)
     folder = os.path.join(SAMPLES, "1")
     errors = []
     for name in sorted(os.listdir(folder)):
@@ -193,10 +195,31 @@ def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
 def test_realigning_aligned_samples_with_the_builtin_model_changes_little():
     """The samples were cropped by the seed (BFM template); our POS alignment against the
     built-in model's mean face must give nearly the same crop (same camera, face size)."""
-    pre = Preprocessor(PreprocessConfig(aligned=False))
+    pre = Preprocessor(PreprocessConfig(aligned=False), SKIN)
     folder = os.path.join(SAMPLES, "1")
     for name in sorted(os.listdir(folder)):
         alignment = pre(read_image(os.path.join(folder, name)), name).alignment
         assert 0.85 < alignment.scale < 1.15, name
         centre = alignment.to_crop(np.array([[112.0, 112.0]]))[0]
         assert np.abs(centre - 112).max() < 25, name
+
+
+def test_loss_skin_weights_reach_photo_preprocessing():
+    """loss.skin_weights is honoured for photo datasets (it was ignored: the
+    preprocessor always used the schema default)."""
+    path = _files()[0]
+    image = read_image(path)
+    custom = (0.1, 0.2, 0.3)
+    face = Preprocessor(PreprocessConfig(aligned=True), custom)(image, path)
+    assert np.isclose(face.skin_weight[..., None], custom).any(-1).all()
+    assert np.isclose(face.skin_weight, 0.2).any() and np.isclose(face.skin_weight, 0.3).any()
+    default = Preprocessor(PreprocessConfig(aligned=True), SKIN)(image, path)
+    assert not np.isclose(default.skin_weight, 0.2).any()
+
+
+def test_skin_weights_key_the_preprocessing_cache(tmp_path):
+    from data.cache import PreprocessCache
+
+    a = PreprocessCache(str(tmp_path), Preprocessor(PreprocessConfig(aligned=True), SKIN))
+    b = PreprocessCache(str(tmp_path), Preprocessor(PreprocessConfig(aligned=True), (0.1, 0.2, 0.3)))
+    assert a.key != b.key

@@ -13,7 +13,7 @@ import torch
 from lib.geometry import project
 from lib.jit import numba_available
 from lib.render import interpolate, rasterize, render_mesh
-from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH
+from lib.render.constants import MIN_AREA2, NEAR_DEPTH
 
 BACKENDS = [
     "torch",

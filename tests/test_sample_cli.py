@@ -33,7 +33,8 @@ def rendered_views():
 
     cfg = load_config(None)
     data_cfg = dataclasses.replace(cfg.data, image_size=SIZE)
-    return generate_split(load_face_model("builtin"), data_cfg, cfg.loss, "val", 2, progress=False)["rgb"]
+    return generate_split(load_face_model("builtin"), data_cfg, cfg.loss, "val", 2, progress=False,
+                          feature_dilation_px=cfg.preprocess.feature_dilation_px)["rgb"]
 
 
 def write_views(folder, views):
@@ -142,3 +143,15 @@ def test_network_and_network_plus_fit_modes(tmp_path, rendered_views, tiny_check
     assert row["mode"] == ("network+fit" if fit else "network") and row["views"] == 2
     assert np.load(out / "ann" / "coeffs.npz")["identity"].shape[0] == 2
     assert read_obj(str(out / "ann" / "mesh.obj")).colors is not None
+
+
+def test_demo_subjects_honour_preprocess_and_loss_settings():
+    """test_sample.py's demo subjects take preprocess.feature_dilation_px and
+    loss.skin_weights from the config (the dilation was ignored before)."""
+    face_model = load_face_model("builtin")
+    base = load_config(None, ["fit.demo_subjects=1", f"fit.crop_size={SIZE}"])
+    wide = load_config(None, ["fit.demo_subjects=1", f"fit.crop_size={SIZE}", "preprocess.feature_dilation_px=30"])
+    custom = load_config(None, ["fit.demo_subjects=1", f"fit.crop_size={SIZE}", "loss.skin_weights=[0.1, 0.2, 0.3]"])
+    a, b, c = (test_sample.demo_subjects(face_model, cfg)[0].skin_weight for cfg in (base, wide, custom))
+    assert (b == np.float32(0.99)).sum() > (a == np.float32(0.99)).sum()
+    assert np.isclose(c[..., None], (0.1, 0.2, 0.3)).any(-1).all()

@@ -11,7 +11,7 @@ import torch
 from lib.config.schema import Config
 from lib.facemodel.builtin import build_builtin_face_model
 from lib.geometry import euler_to_matrix, project, rigid_transform
-from lib.losses import landmark3d_vertices
+from lib.facemodel.derived import landmark3d_vertices
 from lib.morphable import MorphableModel
 
 from data.synthetic import build_synthetic, cache_key, generate_split
@@ -34,15 +34,18 @@ def _cfg(num_train=3, num_val=2) -> Config:
 
 def test_deterministic_and_independent_of_count(face_model):
     cfg = _cfg()
-    a = generate_split(face_model, cfg.data, cfg.loss, "train", 3, progress=False)
-    b = generate_split(face_model, cfg.data, cfg.loss, "train", 2, progress=False)
+    a = generate_split(face_model, cfg.data, cfg.loss, "train", 3,
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+    b = generate_split(face_model, cfg.data, cfg.loss, "train", 2,
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
     for key in a:
         np.testing.assert_array_equal(a[key][:2], b[key], err_msg=key)
-    val = generate_split(face_model, cfg.data, cfg.loss, "val", 1, progress=False)
+    val = generate_split(face_model, cfg.data, cfg.loss, "val", 1,
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
     assert not np.array_equal(val["gt_identity"][0], a["gt_identity"][0])  # splits differ
     other = _cfg()
     other.data.synthetic.seed = 5
-    c = generate_split(face_model, other.data, other.loss, "train", 1, progress=False)
+    c = generate_split(face_model, other.data, other.loss, "train", 1, progress=False, feature_dilation_px=other.preprocess.feature_dilation_px)
     assert not np.array_equal(c["gt_identity"][0], a["gt_identity"][0])
 
 
@@ -58,7 +61,7 @@ def test_cache_written_read_back_and_keyed(face_model, tmp_path):
         torch.testing.assert_close(train[1][key], again[1][key])
     changed = _cfg()
     changed.data.synthetic.yaw_jitter_deg = 1.0
-    assert cache_key(face_model, changed.data, changed.loss) != cache_key(face_model, cfg.data, cfg.loss)
+    assert cache_key(face_model, changed.data, changed.loss, 5) != cache_key(face_model, cfg.data, cfg.loss, 5)
     assert cache_key(face_model, cfg.data, cfg.loss, 7) != cache_key(face_model, cfg.data, cfg.loss, 5)
 
 
@@ -90,12 +93,14 @@ def test_sample_contract_and_ground_truth(face_model, tmp_path):
 
 
 def test_skin_weight_is_the_preprocessing_map_of_the_parsing(face_model, tmp_path):
-    """Default: the preprocessing's own default dilation; through build_synthetic:
-    preprocess.feature_dilation_px scaled to the image size, as for photos."""
+    """preprocess.feature_dilation_px scaled to the image size, as for photos, both
+    through generate_split and build_synthetic."""
     cfg = _cfg()
-    a = generate_split(face_model, cfg.data, cfg.loss, "val", 1, progress=False)
+    a = generate_split(face_model, cfg.data, cfg.loss, "val", 1,
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
     for v in range(a["parsing"].shape[1]):
-        expected = skin_attention_weights(a["parsing"][0, v], cfg.loss.skin_weights)
+        expected = skin_attention_weights(a["parsing"][0, v], cfg.loss.skin_weights,
+                                          int(round(cfg.preprocess.feature_dilation_px * SIZE / 224)))
         np.testing.assert_array_equal(a["skin_weight"][0, v], expected)
     assert (a["skin_weight"] == np.float32(0.99)).any()
     cfg.preprocess.feature_dilation_px = 20
@@ -123,5 +128,5 @@ def test_fresh_training_subjects_every_epoch(face_model, tmp_path):
     later = fresh[1]
     assert later["name"] == "synthetic-train-0000003"
     assert not torch.equal(later["gt_shape"], cached[1]["gt_shape"])
-    direct = generate_split(face_model, cfg.data, cfg.loss, "train", 4, False)["gt_shape"][3]
+    direct = generate_split(face_model, cfg.data, cfg.loss, "train", 4, False, feature_dilation_px=cfg.preprocess.feature_dilation_px)["gt_shape"][3]
     torch.testing.assert_close(later["gt_shape"], torch.from_numpy(direct))

@@ -22,11 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from lib.config.schema import EvalConfig
 from lib.errors import UserError
 from lib.evaluation.distance import MeshDistance
+from lib.geometry.similarity import similarity_transform
 
 # Positions inside the 7-point list (NoW's order).
 OUTER_EYES = (0, 3)
@@ -111,24 +113,18 @@ def crop_mask(points, centre, radius: float) -> np.ndarray:
 
 
 def similarity_procrustes(source, target) -> Similarity:
-    """Least-squares similarity taking source [N, 3] onto target [N, 3] (Umeyama 1991).
+    """Least-squares similarity taking source [N, 3] onto target [N, 3] (Umeyama 1991,
+    `lib.geometry.similarity_transform` in float64).
 
     No reflection: the sign of the smallest singular direction is fixed so that the
     rotation is proper (NoW's port of MATLAB procrustes allows 'best' reflection,
     which only differs for mirrored inputs).
     """
     src, dst = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    var_s = (xs**2).sum() / len(src)
-    if var_s <= 0:
+    if ((src - src.mean(0)) ** 2).sum() <= 0:
         raise UserError("procrustes: the source landmarks coincide; cannot estimate a similarity")
-    cov = xd.T @ xs / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rotation = u @ fix @ vt
-    scale = float(np.trace(np.diag(sig) @ fix) / var_s)
-    return Similarity(scale, rotation, mu_d - scale * rotation @ mu_s)
+    scale, rotation, translation = similarity_transform(torch.from_numpy(src)[None], torch.from_numpy(dst)[None])
+    return Similarity(float(scale[0]), rotation[0].numpy(), translation[0].numpy())
 
 
 def _rodrigues(omega: np.ndarray) -> np.ndarray:

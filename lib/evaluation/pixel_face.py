@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from lib.errors import UserError
+from lib.evaluation.runner import Scan
 from lib.facemodel.schema import NOW7_IN_PIXEL_FACE101
 from lib.meshio import read_obj
 
 
-def pixel_face_scan(name: str, mesh_path: str, landmarks3d) -> tuple[np.ndarray, tuple, np.ndarray]:
-    """(scan points [N, 3], scan mesh (verts [N, 3], faces [K, 3]), 7 NoW landmarks
-    [7, 3]), mm, float64, for one Pixel-Face validation sample: the scan is its mesh
+def pixel_face_scan(name: str, mesh_path: str, landmarks3d) -> Scan:
+    """The `Scan` (mm, float64) of one Pixel-Face validation sample: the scan is its mesh
     from <root>/val_obj/ (the vertices are the scan points: NoW measures from scan
     vertices) and the 7 landmarks are its 101 3D points (same frame, mm) at positions
     47, 50, 53, 56, 41, 79, 85. UserError when the sample has no mesh."""
@@ -19,4 +19,5 @@ def pixel_face_scan(name: str, mesh_path: str, landmarks3d) -> tuple[np.ndarray,
         raise UserError(f"{name}: no validation mesh in <data.root>/val_obj/ for this sample")
     mesh = read_obj(mesh_path)
     points = np.asarray(landmarks3d, dtype=np.float64)
-    return mesh.vertices, (mesh.vertices, mesh.faces), points[list(NOW7_IN_PIXEL_FACE101)]
+    verts = np.asarray(mesh.vertices, np.float64)
+    return Scan(verts, verts, mesh.faces, points[list(NOW7_IN_PIXEL_FACE101)])

@@ -2,8 +2,8 @@
 
 One identity and one albedo are shared by all views; rotation, translation, lighting
 and (by default) expression belong to each view. The objective is the training
-objective: the terms of `lib.losses.terms` weighted by `LossConfig` through
-`lib.losses.weighted_sum`, the landmark and prior weights scaled by
+objective, `lib.losses.multiview_losses` on a batch of one (weighted by `LossConfig`,
+rendered with `render.*`), the landmark and prior weights scaled by
 `fit.landmark_scale` and `fit.prior_scale`. Fitting runs coarse to fine:
 
 1. pose: closed-form weak-perspective pose from the landmarks, then L-BFGS on
@@ -29,12 +29,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lib.config.schema import FitConfig, LossConfig
-from lib.geometry import euler_to_matrix, focal_length, project, rigid_transform
+from lib.config.schema import FitConfig, LossConfig, RenderConfig
+from lib.geometry import euler_to_matrix, focal_length, matrix_to_euler, project, rigid_transform
 from lib.geometry.camera import CAMERA_DISTANCE_MM
-from lib.losses import landmark_weights, region_one_hot, terms, weighted_sum
+from lib.losses import landmark_weights, multiview_losses, terms, weighted_sum
 from lib.morphable import FaceCoefficients, MorphableModel
-from lib.render import render_mesh
 
 _ALL = ("identity", "expression", "albedo", "rotation", "translation", "lighting")
 
@@ -104,15 +103,6 @@ class LandmarkProjector:
             self.shape(coeffs.identity, coeffs.expression), euler_to_matrix(coeffs.rotation), coeffs.translation
         )
         return project(points, image_size)[..., :2]
-
-
-def matrix_to_euler(rotation: torch.Tensor) -> torch.Tensor:
-    """Inverse of `euler_to_matrix` (R = Rz Ry Rx): [..., 3, 3] -> [..., 3] radians,
-    with the y angle in [-pi/2, pi/2]."""
-    ry = torch.asin((-rotation[..., 2, 0]).clamp(-1.0, 1.0))
-    rx = torch.atan2(rotation[..., 2, 1], rotation[..., 2, 2])
-    rz = torch.atan2(rotation[..., 1, 0], rotation[..., 0, 0])
-    return torch.stack([rx, ry, rz], -1)
 
 
 def initial_pose(
@@ -195,74 +185,58 @@ class _Parameters(torch.nn.Module):
         )
 
 
-def _downsample(target: FitTarget, size: int) -> dict:
-    """Images, parsing and weights at render size `size` (the longer side), channels-last."""
+def _fit_batch(target: FitTarget, size: int) -> dict:
+    """The subject as a batch of one for `lib.losses.multiview_losses` (B = 1, Vw
+    views), at render size `size` (the longer side), landmarks scaled alike."""
     height, width = target.image_size
     scale = size / max(height, width)
     shape = (max(1, round(height * scale)), max(1, round(width * scale)))
-    rgb = F.interpolate(target.rgb.float(), size=shape, mode="area").permute(0, 2, 3, 1)
-    out = {"rgb": rgb, "size": shape, "scale": shape[1] / width}
+    scale = shape[1] / width
     weight = target.skin_weight if target.skin_weight is not None else torch.ones(target.rgb[:, 0].shape)
-    out["skin_weight"] = F.interpolate(weight[:, None].float(), size=shape, mode="area")[:, 0]
+    batch = {
+        "rgb": F.interpolate(target.rgb.float(), size=shape, mode="area")[None],
+        "skin_weight": F.interpolate(weight[:, None].float(), size=shape, mode="area")[:, 0][None],
+        # landmark_loss rescales to 224 px, so the term's value matches the full-size one.
+        "landmarks": (target.landmarks * scale)[None],
+        "view_mask": torch.ones(1, target.num_views, dtype=torch.bool),
+    }
     if target.parsing is not None:
-        out["parsing"] = F.interpolate(target.parsing[:, None].float(), size=shape, mode="nearest")[:, 0].long()
-    return out
+        batch["parsing"] = F.interpolate(target.parsing[:, None].float(), size=shape, mode="nearest")[:, 0].long()[None]
+    return batch
 
 
 class _Objective:
-    """Loss terms of the current stage for a FitTarget; see the module docstring."""
+    """Loss terms of the current stage for a FitTarget; see the module docstring. The
+    full objective is training's (`multiview_losses`) on a batch of one."""
 
-    def __init__(self, morphable: MorphableModel, target: FitTarget, fit_cfg: FitConfig, loss_cfg: LossConfig):
+    def __init__(self, morphable: MorphableModel, target: FitTarget, loss_cfg: LossConfig, fit_cfg: FitConfig,
+                 render_cfg: RenderConfig):
         self.morphable = morphable
         self.target = target
-        self.fit_cfg = fit_cfg
-        self.loss_cfg = loss_cfg
+        self.loss_cfg, self.render_cfg = loss_cfg, render_cfg
         self.projector = LandmarkProjector(morphable)
-        self.small = _downsample(target, fit_cfg.render_size)
-        self.onehot = region_one_hot(morphable.face_model)
-        self.skin_mask = torch.as_tensor(morphable.face_model.skin_mask)
+        self.batch = _fit_batch(target, fit_cfg.render_size)
         self.weights = landmark_weights(loss_cfg.landmark_heavy_weight)[None].repeat(target.num_views, 1)
 
-    def landmark_terms(self, coeffs: FaceCoefficients, with_prior: bool) -> dict:
+    def landmark_terms(self, coeffs: FaceCoefficients, with_prior: bool) -> tuple[torch.Tensor, dict]:
+        """(weighted total, unweighted terms) of the landmark-only stages."""
         pred = self.projector(coeffs, self.target.image_size)
         values = {
             "landmark": terms.landmark_loss(pred, self.target.landmarks, self.weights, self.target.image_size[1])
         }
         if with_prior:
-            values["coefficient"] = self._coefficient(coeffs)
-        return values
-
-    def _coefficient(self, coeffs: FaceCoefficients) -> torch.Tensor:
-        cfg = self.loss_cfg
-        return terms.coefficient_loss(
-            coeffs.identity, coeffs.expression, coeffs.albedo, cfg.id_weight, cfg.exp_weight, cfg.tex_weight
-        )
-
-    def full_terms(self, coeffs: FaceCoefficients) -> dict:
-        small = self.small
-        instance = self.morphable(coeffs, small["size"])
-        attributes = {"color": instance.colors}
-        use_parsing = "parsing" in small and self.loss_cfg.parsing > 0
-        if use_parsing:
-            attributes["parsing"] = self.onehot[None].expand(instance.colors.shape[0], -1, -1)
-        render = render_mesh(instance.vertices, self.morphable.faces, attributes, small["size"])
-        coverage = render.mask[..., 0]
-        values = {
-            "photometric": terms.photometric_loss(render.images["color"], small["rgb"], small["skin_weight"] * coverage),
-            # Landmarks at render size, targets scaled alike: landmark_loss rescales
-            # both to 224 px, so the term's value matches the full-size one.
-            "landmark": terms.landmark_loss(
-                instance.landmarks, self.target.landmarks * small["scale"], self.weights, small["size"][1]
-            ),
-            "coefficient": self._coefficient(coeffs),
-            "lighting": terms.lighting_loss(coeffs.lighting),
-            "reflectance": terms.reflectance_loss(instance.albedo, self.skin_mask),
-        }
-        if use_parsing:
-            values["parsing"] = terms.parsing_loss(
-                render.images["parsing"], small["parsing"], coverage, self.loss_cfg.parsing_smoothing
+            cfg = self.loss_cfg
+            values["coefficient"] = terms.coefficient_loss(
+                coeffs.identity, coeffs.expression, coeffs.albedo, cfg.id_weight, cfg.exp_weight, cfg.tex_weight
             )
-        return values
+        return weighted_sum(values, self.loss_cfg), values
+
+    def full_terms(self, coeffs: FaceCoefficients) -> tuple[torch.Tensor, dict]:
+        """(weighted total, unweighted terms) of the full objective."""
+        batch = {**self.batch, "landmark_weights": self.weights[None]}
+        use_parsing = "parsing" in batch and self.loss_cfg.parsing > 0
+        result = multiview_losses(self.morphable, coeffs, batch, self.loss_cfg, self.render_cfg, use_parsing)
+        return result.total, {k: v for k, v in result.terms.items() if k != "total"}
 
 
 def _run_adam_stage(
@@ -271,7 +245,6 @@ def _run_adam_stage(
     steps: int,
     loss_fn,
     fit_cfg: FitConfig,
-    loss_cfg: LossConfig,
     bar: tqdm | None,
 ) -> dict:
     """Adam over the named parameters with a cosine-decayed learning rate; returns the
@@ -294,8 +267,7 @@ def _run_adam_stage(
         for group, lr in zip(optimizer.param_groups, base):
             group["lr"] = lr * factor
         optimizer.zero_grad(set_to_none=True)
-        values = loss_fn(params.coeffs())
-        total = weighted_sum(values, loss_cfg)
+        total, values = loss_fn(params.coeffs())
         total.backward()
         optimizer.step()
         last = {k: float(v.detach()) for k, v in values.items()}
@@ -310,7 +282,6 @@ def _run_lbfgs_stage(
     names: tuple[str, ...],
     steps: int,
     loss_fn,
-    loss_cfg: LossConfig,
     bar: tqdm | None,
 ) -> dict:
     """L-BFGS over the named parameters for the landmark-only stages: a smooth, small
@@ -324,8 +295,7 @@ def _run_lbfgs_stage(
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
-        values = loss_fn(params.coeffs())
-        total = weighted_sum(values, loss_cfg)
+        total, values = loss_fn(params.coeffs())
         total.backward()
         last.update({k: float(v.detach()) for k, v in values.items()}, total=float(total.detach()))
         if bar is not None:
@@ -342,13 +312,15 @@ def fit_views(
     target: FitTarget,
     fit_cfg: FitConfig,
     loss_cfg: LossConfig,
+    render_cfg: RenderConfig,
     init: FaceCoefficients | None = None,
     expression_per_view: bool = True,
     progress: bool = False,
 ) -> FitResult:
     """Fit the face model to the views of one subject.
 
-    morphable: the face model (CPU); target: the views; init: a network prediction
+    morphable: the face model (CPU); target: the views; render_cfg: the renderer's
+    settings (`render.*`, as in training); init: a network prediction
     with Vw rows to refine for `fit.steps_refine` steps, or None to fit from the mean
     face (pose, shape, appearance stages). expression_per_view False shares one
     expression (views taken at the same moment). progress shows a tqdm bar.
@@ -358,7 +330,7 @@ def fit_views(
     loss_cfg = dataclasses.replace(
         loss_cfg, landmark=loss_cfg.landmark * fit_cfg.landmark_scale, coefficient=loss_cfg.coefficient * fit_cfg.prior_scale
     )
-    objective = _Objective(morphable, target, fit_cfg, loss_cfg)
+    objective = _Objective(morphable, target, loss_cfg, fit_cfg, render_cfg)
     face_model = morphable.face_model
     if init is None:
         rotation, translation = landmark_pose(morphable, target.landmarks, target.image_size, loss_cfg.landmark_heavy_weight)
@@ -379,10 +351,10 @@ def fit_views(
     final: dict = {}
     for names, steps, kind in stages:
         if kind == "appearance":
-            final = _run_adam_stage(params, names, steps, objective.full_terms, fit_cfg, loss_cfg, bar)
+            final = _run_adam_stage(params, names, steps, objective.full_terms, fit_cfg, bar)
         else:
             loss_fn = lambda c, p=(kind == "shape"): objective.landmark_terms(c, p)  # noqa: E731
-            final = _run_lbfgs_stage(params, names, steps, loss_fn, loss_cfg, bar)
+            final = _run_lbfgs_stage(params, names, steps, loss_fn, bar)
         if kind == "pose":
             # The pose is now reliable enough to tell side views from frontal ones.
             objective.weights = view_landmark_weights(params.rotation.detach(), loss_cfg.landmark_heavy_weight, fit_cfg)

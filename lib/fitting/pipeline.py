@@ -20,6 +20,8 @@ from PIL import Image
 
 from lib.config.schema import Config
 from lib.errors import UserError
+from lib.evaluation.prediction import evaluated_view
+from lib.evaluation.runner import measure, synthetic_scan
 from lib.fitting.fit import FitResult, FitTarget, fit_views
 from lib.fitting.inputs import Subject
 from lib.fitting.texture import bake_texture
@@ -42,7 +44,8 @@ class PreparedSubject:
 
     images uint8 [Vw, S, S, 3]; landmarks float32 [Vw, 68, 2] px; parsing uint8
     [Vw, S, S]; skin_weight float32 [Vw, S, S]; view_names: one label per view
-    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects.
+    (file stems); gt_shape float32 [V, 3] mm model space for synthetic subjects, and
+    index: their index in the synthetic validation split (seeds their scan).
     """
 
     name: str
@@ -52,6 +55,7 @@ class PreparedSubject:
     parsing: np.ndarray
     skin_weight: np.ndarray
     gt_shape: np.ndarray | None = None
+    index: int = 0
 
     def target(self) -> FitTarget:
         return FitTarget(
@@ -113,15 +117,9 @@ def reconstruct(
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
     return fit_views(
-        morphable, prepared.target(), fit_cfg, cfg.loss, init=init,
+        morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=init,
         expression_per_view=cfg.model.expression_per_view, progress=progress,
     )
-
-
-def frontal_view(coeffs: FaceCoefficients) -> int:
-    """Index of the view seen most head-on (smallest |yaw|): its expression is the
-    one exported."""
-    return int(coeffs.rotation[:, 1].abs().argmin())
 
 
 def landmark_summary(result: FitResult) -> dict:
@@ -136,15 +134,12 @@ def landmark_summary(result: FitResult) -> dict:
     }
 
 
-def shape_error(pred_shape: np.ndarray, gt_shape: np.ndarray, morphable: MorphableModel, cfg: Config) -> float:
-    """Mean NoW scan-to-mesh distance (mm) from the ground-truth mesh's vertices to
-    the predicted mesh, after the NoW 7-point + rigid alignment."""
-    from lib.evaluation.now import error_statistics, now_scan_to_mesh
-
-    now7 = morphable.face_model.extra_landmarks["now7"]
-    faces = morphable.face_model.faces
-    result = now_scan_to_mesh(gt_shape, gt_shape[now7], pred_shape, faces, pred_shape[now7], cfg.eval)
-    return error_statistics(result.distances)["mean"]
+def shape_error(pred_shape: np.ndarray, prepared: PreparedSubject, face_model, cfg: Config) -> float:
+    """NoW-style mean distance (mm) of the mesh pred_shape [V, 3] to a synthetic
+    subject's scan, exactly as test_pixel_face.py and training validation measure it
+    (`lib.evaluation.runner`; pooled over the scan's cropped points)."""
+    scan = synthetic_scan(prepared.gt_shape, face_model, cfg.eval, prepared.index)
+    return float(measure(pred_shape, face_model, scan, cfg.eval).distances.mean())
 
 
 def write_subject(
@@ -169,8 +164,9 @@ def write_subject(
     size = prepared.images.shape[1:3]
     with torch.no_grad():
         instance = morphable(coeffs, size)
-        front = frontal_view(coeffs)
-        shape = instance.shape[front]
+        view_mask = torch.ones(1, coeffs.rotation.shape[0], dtype=torch.bool)
+        front = int(evaluated_view(coeffs.rotation[None], view_mask)[0])
+        shape = instance.shape[front]  # = evaluated_shape(morphable, coeffs, view_mask)[0]
         albedo = instance.albedo[front].clamp(0, 1)
         render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors.clamp(0, 1)}, size)
 
@@ -219,8 +215,8 @@ def write_subject(
     row["seconds_fit"] = result.seconds
     if prepared.gt_shape is not None:
         mean_shape = morphable.mean_shape.reshape(-1, 3).numpy()
-        row["shape_error_mm"] = shape_error(shape.numpy(), prepared.gt_shape, morphable, cfg)
-        row["mean_face_error_mm"] = shape_error(mean_shape, prepared.gt_shape, morphable, cfg)
+        row["shape_error_mm"] = shape_error(shape.numpy(), prepared, face_model, cfg)
+        row["mean_face_error_mm"] = shape_error(mean_shape, prepared, face_model, cfg)
     row["seconds_write"] = time.perf_counter() - start
     _write_json(os.path.join(folder, RESULT_FILE), row)
     return row

@@ -24,3 +24,12 @@ def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
 def rigid_transform(points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
     """points [B, N, 3] -> R p + t, with rotation [B, 3, 3] and translation [B, 3]."""
     return points @ rotation.transpose(-1, -2) + translation[:, None, :]
+
+
+def matrix_to_euler(rotation: torch.Tensor) -> torch.Tensor:
+    """Inverse of `euler_to_matrix` (R = Rz Ry Rx): [..., 3, 3] -> [..., 3] radians,
+    with the y angle in [-pi/2, pi/2]."""
+    ry = torch.asin((-rotation[..., 2, 0]).clamp(-1.0, 1.0))
+    rx = torch.atan2(rotation[..., 2, 1], rotation[..., 2, 2])
+    rz = torch.atan2(rotation[..., 1, 0], rotation[..., 0, 0])
+    return torch.stack([rx, ry, rz], -1)

@@ -2,7 +2,6 @@
 (`total.multiview_losses`, `total.weighted_sum`)."""
 from lib.losses.terms import (
     HEAVY_LANDMARKS,
-    apply_similarity,
     coefficient_loss,
     landmark3d_loss,
     landmark_loss,
@@ -11,14 +10,11 @@ from lib.losses.terms import (
     parsing_loss,
     photometric_loss,
     reflectance_loss,
-    similarity_transform,
 )
 from lib.losses.total import (
     TERM_WEIGHTS,
     LossResult,
-    landmark3d_vertices,
     multiview_losses,
-    region_one_hot,
     weighted_sum,
 )
 
@@ -26,10 +22,8 @@ __all__ = [
     "HEAVY_LANDMARKS",
     "LossResult",
     "TERM_WEIGHTS",
-    "apply_similarity",
     "coefficient_loss",
     "landmark3d_loss",
-    "landmark3d_vertices",
     "landmark_loss",
     "landmark_weights",
     "lighting_loss",
@@ -37,7 +31,5 @@ __all__ = [
     "parsing_loss",
     "photometric_loss",
     "reflectance_loss",
-    "region_one_hot",
-    "similarity_transform",
     "weighted_sum",
 ]

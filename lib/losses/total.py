@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from lib.config.schema import LossConfig
-from lib.facemodel.schema import NOW7_FROM_68, NOW7_IN_PIXEL_FACE101, NUM_PARSING_CLASSES, FaceModel
+from lib.config.schema import LossConfig, RenderConfig
 from lib.losses import terms
 from lib.morphable import FaceCoefficients, FaceInstance, MorphableModel
 from lib.render import render_mesh
@@ -53,21 +51,6 @@ def weighted_sum(values: dict, cfg: LossConfig) -> torch.Tensor:
     return sum(getattr(cfg, TERM_WEIGHTS[k]) * v for k, v in values.items())
 
 
-def landmark3d_vertices(face_model: FaceModel) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """The vertices that carry the 3D landmarks, and the positions (in that list) of the
-    7 similarity-alignment points: Pixel-Face's 101 points where the model has them
-    ('pixel_face101'), else its 68 landmark vertices."""
-    if "pixel_face101" in face_model.extra_landmarks:
-        return torch.as_tensor(face_model.extra_landmarks["pixel_face101"]), NOW7_IN_PIXEL_FACE101
-    return torch.as_tensor(face_model.landmarks68), NOW7_FROM_68
-
-
-def region_one_hot(face_model: FaceModel) -> torch.Tensor:
-    """[V, C] float one-hot parsing label of each vertex (C = 10 classes)."""
-    labels = torch.as_tensor(face_model.region_labels.astype("int64"))
-    return F.one_hot(labels, NUM_PARSING_CLASSES).float()
-
-
 def _flatten_views(x: torch.Tensor) -> torch.Tensor:
     """[B, Vw, ...] -> [B*Vw, ...] (view-major inside each sample, like the network)."""
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
@@ -78,19 +61,21 @@ def multiview_losses(
     coeffs: FaceCoefficients,
     batch: dict,
     cfg: LossConfig,
+    render_cfg: RenderConfig,
     use_parsing: bool,
-    cull_backfaces: bool = True,
-    backend: str = "auto",
 ) -> LossResult:
     """Every loss term of DF-MVR for N = B*Vw predicted views.
 
     coeffs: N rows, row b*Vw + v is view v of sample b. batch (tensors on the model's
     device): rgb [B, Vw, 3, H, W] in [0, 1], parsing long [B, Vw, H, W], skin_weight
     [B, Vw, H, W], landmarks [B, Vw, 68, 2] px, view_mask bool [B, Vw], optional
-    landmarks3d [B, P, 3] mm (model space; P matches `landmark3d_vertices`; the term
-    is skipped when loss.landmark3d is 0).
+    landmarks3d [B, P, 3] mm (model space; P matches
+    `lib.facemodel.derived.landmark3d_vertices`; the term is skipped when
+    loss.landmark3d is 0), optional landmark_weights [B, Vw, 68] (per-view landmark
+    weights, fitting; default: `terms.landmark_weights(loss.landmark_heavy_weight)`).
     use_parsing switches the parsing term on (the seed does so from mask_epoch);
-    cull_backfaces / backend are the renderer's (RenderConfig).
+    render_cfg: the renderer's settings. Training calls this with the network's batch,
+    fitting (`lib.fitting.fit`) with B = 1, so the objective cannot drift.
     Views with view_mask false contribute nothing to any term.
     """
     rgb = batch["rgb"]
@@ -102,10 +87,11 @@ def multiview_losses(
 
     attributes = {"color": instance.colors}
     if use_parsing:
-        onehot = region_one_hot(morphable.face_model).to(instance.colors)
+        onehot = morphable.region_onehot.to(instance.colors)
         attributes["parsing"] = onehot[None].expand(instance.colors.shape[0], -1, -1)
     render = render_mesh(
-        instance.vertices, morphable.faces, attributes, (height, width), cull_backfaces=cull_backfaces, backend=backend
+        instance.vertices, morphable.faces, attributes, (height, width),
+        cull_backfaces=render_cfg.cull_backfaces, backend=render_cfg.backend,
     )
     coverage = render.mask[..., 0]
     images = render.images["color"]
@@ -116,7 +102,8 @@ def multiview_losses(
         "landmark": terms.landmark_loss(
             instance.landmarks,
             _flatten_views(batch["landmarks"]).float(),
-            terms.landmark_weights(cfg.landmark_heavy_weight, device=rgb.device),
+            _flatten_views(batch["landmark_weights"]) if "landmark_weights" in batch
+            else terms.landmark_weights(cfg.landmark_heavy_weight, device=rgb.device),
             width,
             valid,
         ),
@@ -124,15 +111,14 @@ def multiview_losses(
             coeffs.identity, coeffs.expression, coeffs.albedo, cfg.id_weight, cfg.exp_weight, cfg.tex_weight, valid
         ),
         "lighting": terms.lighting_loss(coeffs.lighting, valid),
-        "reflectance": terms.reflectance_loss(
-            instance.albedo, torch.as_tensor(morphable.face_model.skin_mask), valid
-        ),
+        "reflectance": terms.reflectance_loss(instance.albedo, morphable.skin_mask, valid),
     }
     if batch.get("landmarks3d") is not None and cfg.landmark3d > 0:
-        index, align = landmark3d_vertices(morphable.face_model)
         views = rgb.shape[1]
         target3d = batch["landmarks3d"].float().repeat_interleave(views, dim=0)
-        values["landmark3d"] = terms.landmark3d_loss(instance.shape[:, index.to(rgb.device)], target3d, align, valid)
+        values["landmark3d"] = terms.landmark3d_loss(
+            instance.shape[:, morphable.landmark3d_index], target3d, morphable.landmark3d_align, valid
+        )
     if use_parsing:
         values["parsing"] = terms.parsing_loss(
             render.images["parsing"], _flatten_views(batch["parsing"]), coverage, cfg.parsing_smoothing, valid

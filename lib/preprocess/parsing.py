@@ -19,7 +19,6 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from lib.config.schema import LossConfig, PreprocessConfig
 from lib.errors import UserError
 from lib.facemodel.schema import PARSING_CLASSES
 from lib.preprocess import mediapipe_68 as mp68
@@ -123,23 +122,19 @@ def parse_landmarks(landmarks68: np.ndarray, size: tuple[int, int], dense: np.nd
     return label_map
 
 
-def skin_attention_weights(
-    parsing: np.ndarray, weights: Sequence[float] | None = None, dilation_px: int | None = None
-) -> np.ndarray:
+def skin_attention_weights(parsing: np.ndarray, weights: Sequence[float], dilation_px: int) -> np.ndarray:
     """The seed's per-pixel photometric weight: float32 [H, W] from a label map [H, W].
 
-    weights: (background, skin, features), default LossConfig.skin_weights
-    (0.25, 0.5, 0.99). Features (brows, eyes, nose, lips, inner mouth) are dilated by
-    dilation_px pixels (default PreprocessConfig.feature_dilation_px, at 224 px; scaled
-    with the map's height) so their borders count as features too, but only over face
+    weights: (background, skin, features), `loss.skin_weights`. Features (brows, eyes,
+    nose, lips, inner mouth) are dilated by dilation_px pixels (at the map's size:
+    callers scale `preprocess.feature_dilation_px`, given at 224 px) so their borders
+    count as features too, but only over face
     pixels (the seed dilates with a 10x10 kernel and then resets the background).
     """
     labels = np.asarray(parsing)
     if labels.ndim != 2:
         raise UserError(f"parsing: expected a label map [H, W], got shape {labels.shape}")
-    bg, skin, feature = LossConfig().skin_weights if weights is None else weights
-    if dilation_px is None:
-        dilation_px = int(round(PreprocessConfig().feature_dilation_px * labels.shape[0] / 224))
+    bg, skin, feature = weights
     out = np.full(labels.shape, bg, dtype=np.float32)
     out[labels == LABEL["skin"]] = skin
     features = np.isin(labels, FEATURE_CLASSES).astype(np.uint8)

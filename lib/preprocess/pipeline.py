@@ -42,13 +42,15 @@ class PreprocessedFace:
 class Preprocessor:
     """Callable turning photos into `PreprocessedFace`s with fixed settings.
 
-    cfg: PreprocessConfig. face_model: the FaceModel whose mean shape defines the
-    alignment template (default: the built-in model; only needed when not aligned).
-    crop_size: side of the crops (DataConfig.image_size).
+    cfg: PreprocessConfig. skin_weights: `loss.skin_weights` (background, skin,
+    features) of the skin-attention maps. face_model: the FaceModel whose mean shape
+    defines the alignment template (default: the built-in model; only needed when not
+    aligned). crop_size: side of the crops (DataConfig.image_size).
     """
 
-    def __init__(self, cfg: PreprocessConfig | None = None, face_model=None, crop_size: int = 224):
-        self.cfg = cfg or PreprocessConfig()
+    def __init__(self, cfg: PreprocessConfig, skin_weights, face_model=None, crop_size: int = 224):
+        self.cfg = cfg
+        self.skin_weights = tuple(float(w) for w in skin_weights)
         self.crop_size = int(crop_size)
         self._face_model = face_model
         self._model_points: np.ndarray | None = None
@@ -100,5 +102,5 @@ class Preprocessor:
             parsing = self._bisenet.parse(crop, landmarks)
         else:
             parsing = parse_landmarks(landmarks, (size, size), dense)
-        weights = skin_attention_weights(parsing, dilation_px=int(round(self.cfg.feature_dilation_px * size / 224)))
+        weights = skin_attention_weights(parsing, self.skin_weights, int(round(self.cfg.feature_dilation_px * size / 224)))
         return PreprocessedFace(crop, landmarks.astype(np.float32), parsing, weights, alignment, dense)

@@ -19,7 +19,7 @@ import torch
 from numba import njit
 
 from lib.jit import as_numpy, split_run
-from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH
+from lib.render.constants import MIN_AREA2, NEAR_DEPTH
 
 
 @njit(cache=True, inline="always")

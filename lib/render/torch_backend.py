@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lib.render.rasterize import MIN_AREA2, NEAR_DEPTH, edge_function
+from lib.render.constants import MIN_AREA2, NEAR_DEPTH, edge_function
 
 
 def triangle_setup(screen_xyz: torch.Tensor, faces: torch.Tensor, cull_backfaces: bool):

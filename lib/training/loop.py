@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import random
 import time
@@ -20,23 +19,21 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from lib.config.schema import Config, TrainConfig
 from lib.errors import UserError
-from lib.evaluation.pixel_face import pixel_face_scan
 from lib.facemodel.schema import FaceModel
 from lib.losses import multiview_losses
 from lib.morphable import FaceCoefficients, MorphableModel
-from lib.training.curves import plot_training_curves
+from lib.training.logger import RunLogger
 from lib.training.distributed import DistInfo, all_reduce_sum, barrier, convert_sync_batchnorm
 from lib.training.sampler import ShardedEpochSampler
 from lib.training.schedule import learning_rate, set_learning_rate
-from lib.training.validation import aligned_vertex_error, scan_error
-from lib.training.visualize import overlay_grid
+from lib.training.validation import Validator, validation_summary
+from lib.visualize.grid import overlay_grid
 
 BATCH_KEYS = ("rgb", "parsing", "skin_weight", "landmarks", "view_mask", "landmarks3d", "gt_shape")
 LIST_KEYS = ("name", "mesh_path")
@@ -103,7 +100,6 @@ class Trainer:
         self.save_fn, self.load_fn = save_checkpoint, load_checkpoint
         self.ckpt_dir = os.path.join(out_dir, "checkpoints")
         self.morphable = MorphableModel(face_model).to(device)
-        self.render_options = {"cull_backfaces": cfg.render.cull_backfaces, "backend": cfg.render.backend}
         model = model.to(device)
         if tc.sync_bn and info.enabled:
             model = convert_sync_batchnorm(model, device)
@@ -134,13 +130,13 @@ class Trainer:
         )
         self.val_loader = None
         if val_set is not None and len(val_set):
-            shard = Subset(val_set, list(range(info.rank, len(val_set), info.world_size)))
+            self.val_indices = list(range(info.rank, len(val_set), info.world_size))
+            shard = Subset(val_set, self.val_indices)
             self.val_loader = DataLoader(shard, batch_size=per_rank, collate_fn=_collate, num_workers=cfg.data.num_workers)
         self.epoch, self.step, self.nan_streak = 0, 0, 0
         self.history: list[dict] = []
-        self.writer = None
-        self._now_baseline: float | None = None  # the mean face's NoW-style error (mm), fixed
-        self._scans: dict[str, tuple | None] = {}  # Pixel-Face validation scans by sample name
+        self.logger = RunLogger(out_dir, info.is_main)
+        self.validator = Validator(self.morphable, cfg)
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -180,44 +176,16 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.history = [h for h in self._read_history() if h["epoch"] <= self.epoch]
+        self.history = [h for h in self.logger.read_history() if h["epoch"] <= self.epoch]
         return True
 
-    # --------------------------------------------------------------------- logging
-    def _metrics_path(self) -> str:
-        return os.path.join(self.out_dir, "metrics.jsonl")
-
-    def _read_history(self) -> list[dict]:
-        if not os.path.isfile(self._metrics_path()):
-            return []
-        with open(self._metrics_path()) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
     def log(self, text: str) -> None:
-        """One line to the console (through tqdm) and train.log, rank 0 only."""
-        if not self.info.is_main:
-            return
-        tqdm.write(text)
-        with open(os.path.join(self.out_dir, "train.log"), "a") as f:
-            f.write(text + "\n")
-
-    def _open_writer(self) -> None:
-        if self.info.is_main and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(self.out_dir, "tensorboard"))
+        """One line to the console and train.log (rank 0)."""
+        self.logger.line(text)
 
     def _record(self, metrics: dict) -> None:
         self.history.append(metrics)
-        if not self.info.is_main:
-            return
-        with open(self._metrics_path(), "w") as f:
-            for entry in self.history:
-                f.write(json.dumps(entry) + "\n")
-        for key, value in metrics.items():
-            if key != "epoch" and value is not None:
-                self.writer.add_scalar(key, value, metrics["epoch"])
-        self.writer.flush()
+        self.logger.epoch(self.history)
 
     # -------------------------------------------------------------------- training
     def _autocast(self):
@@ -238,7 +206,7 @@ class Trainer:
     def _train_step(self, batch: dict, use_parsing: bool) -> dict | None:
         """One optimisation step; None when it was skipped for a non-finite value."""
         coeffs = self._forward(batch)
-        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, use_parsing, **self.render_options)
+        result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, self.cfg.render, use_parsing)
         self.optimizer.zero_grad(set_to_none=True)
         if not self._all_finite(result.total):
             return None
@@ -303,94 +271,33 @@ class Trainer:
         total_steps = max(packed[-1].item(), 1.0)
         return {f"train/{k}": packed[i].item() / total_steps for i, k in enumerate(names)}
 
-    def _scan(self, cpu_batch: dict, j: int) -> tuple | None:
-        """Sample j's NoW scan (points [N, 3], 7 landmarks [7, 3]) mm, or None: the
-        ground-truth mesh's vertices (synthetic) or the Pixel-Face validation mesh
-        (read once, then kept); None without either."""
-        if "gt_shape" in cpu_batch:
-            gt = cpu_batch["gt_shape"][j].double().numpy()
-            return gt, gt[self.morphable.face_model.extra_landmarks["now7"]]
-        if "mesh_path" not in cpu_batch or "landmarks3d" not in cpu_batch:
-            return None
-        name = cpu_batch["name"][j]
-        if name not in self._scans:
-            try:
-                points, _, landmarks = pixel_face_scan(name, cpu_batch["mesh_path"][j], cpu_batch["landmarks3d"][j].numpy())
-                self._scans[name] = (points, landmarks)
-            except UserError:  # no validation mesh for this sample: measured by the loss terms only
-                self._scans[name] = None
-        return self._scans[name]
-
     @torch.no_grad()
     def validate(self, epoch: int, images: bool) -> dict:
-        """Metrics over the whole validation set (all ranks), the prediction being the
-        mean of the views' shapes:
-
-        - val/<term>, val/total: the unweighted loss terms (parsing included) and the
-          weighted total, for any dataset;
-        - val/vertex_error_mm, val/mean_face_error_mm: mean vertex distance after the
-          ideal similarity alignment, with ground-truth meshes (`gt_shape`);
-        - val/now_error_mm, val/now_mean_face_error_mm: NoW-style scan-to-mesh mean
-          distance (lib.evaluation) against the ground-truth mesh or the Pixel-Face
-          validation scan (`mesh_path` + `landmarks3d`), when the face model has
-          'now7' points (the mean face's value is computed once and kept).
-
+        """Metrics over the whole validation set, all ranks (`Validator.metrics`).
         Writes the image grid of the first batch when `images`."""
         self.model.eval()
-        now7 = self.morphable.face_model.extra_landmarks.get("now7")
-        now7 = None if now7 is None else torch.as_tensor(now7)
-        faces, mean_face = self.morphable.faces, self.morphable.mean_shape.reshape(-1, 3)
-        sums = dict.fromkeys(("count", "now_count", "now", "now_mean_face"), 0.0)
+        sums = self.validator.new_sums()
+        position = 0
         for i, cpu_batch in enumerate(self.val_loader):
             batch = _to_device(cpu_batch, self.device)
             coeffs = self._forward(batch)
-            result = multiview_losses(self.morphable, coeffs, batch, self.cfg.loss, True, **self.render_options)
-            b, views = batch["rgb"].shape[:2]
-            sums["count"] += b
-            for key, value in result.terms.items():
-                sums[f"val/{key}"] = sums.get(f"val/{key}", 0.0) + value.item() * b
-            shapes = self.morphable.shape(coeffs.identity, coeffs.expression).reshape(b, views, -1, 3)
-            weights = batch["view_mask"].float()[..., None, None]
-            pred = (shapes * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-            if "gt_shape" in batch:
-                gt = batch["gt_shape"].float()
-                sums["vertex"] = sums.get("vertex", 0.0) + aligned_vertex_error(pred, gt).sum().item()
-                sums["vertex_mean_face"] = (sums.get("vertex_mean_face", 0.0)
-                                            + aligned_vertex_error(mean_face.expand_as(gt), gt).sum().item())
-            for j in range(b if now7 is not None else 0):
-                scan = self._scan(cpu_batch, j)
-                if scan is not None:
-                    sums["now_count"] += 1
-                    sums["now"] += scan_error(pred[j], *scan, faces, now7, self.cfg.eval)
-                    if self._now_baseline is None:
-                        sums["now_mean_face"] += scan_error(mean_face, *scan, faces, now7, self.cfg.eval)
+            b = batch["rgb"].shape[0]
+            indices = self.val_indices[position : position + b]
+            position += b
+            result = self.validator.batch(sums, batch, cpu_batch, coeffs, indices)
             if i == 0 and images and self.info.is_main:
                 self._log_images(epoch, batch, result)
         names = sorted(sums)
         packed = all_reduce_sum(torch.tensor([sums[k] for k in names], dtype=torch.float64), self.info)
-        totals = dict(zip(names, packed.tolist()))
-        n = max(totals.pop("count"), 1.0)
-        metrics = {k: v / n for k, v in totals.items() if k.startswith("val/")}
-        if "vertex" in totals:
-            metrics["val/vertex_error_mm"] = totals["vertex"] / n
-            metrics["val/mean_face_error_mm"] = totals["vertex_mean_face"] / n
-        if totals["now_count"] > 0:
-            if self._now_baseline is None:
-                self._now_baseline = totals["now_mean_face"] / totals["now_count"]
-            metrics["val/now_error_mm"] = totals["now"] / totals["now_count"]
-            metrics["val/now_mean_face_error_mm"] = self._now_baseline
-        return metrics
+        return self.validator.metrics(dict(zip(names, packed.tolist())))
 
     def _log_images(self, epoch: int, batch: dict, result) -> None:
         views = batch["rgb"].shape[1]
         rows = min(views * 2, result.images.shape[0])
         inputs = batch["rgb"].reshape(-1, *batch["rgb"].shape[2:]).permute(0, 2, 3, 1)[:rows].float().cpu()
         target_lm = batch["landmarks"].reshape(-1, 68, 2)[:rows].cpu()
-        grid = overlay_grid(inputs, result.images[:rows].cpu(), result.coverage[:rows].cpu(),
-                            result.instance.landmarks[:rows].cpu(), target_lm)
-        self.writer.add_image("val/render_landmarks", grid, epoch, dataformats="HWC")
-        os.makedirs(os.path.join(self.out_dir, "vis"), exist_ok=True)
-        Image.fromarray(grid).save(os.path.join(self.out_dir, "vis", f"val_epoch_{epoch:04d}.png"))
+        self.logger.grid(epoch, overlay_grid(inputs, result.images[:rows].cpu(), result.coverage[:rows].cpu(),
+                                             result.instance.landmarks[:rows].cpu(), target_lm))
 
     def fit(self) -> list[dict]:
         """Train to cfg.train.epochs, resuming from checkpoints/last.pt if present.
@@ -398,12 +305,12 @@ class Trainer:
         tc = self.tc
         if self.info.is_main:
             os.makedirs(self.ckpt_dir, exist_ok=True)
-        self._open_writer()
+        self.logger.open()
         if self.try_resume():
             self.log(f"resumed from {os.path.join(self.ckpt_dir, 'last.pt')}: epoch {self.epoch}, step {self.step}")
         elif self.val_loader is not None:
             start = self.validate(0, images=False)
-            self.log(f"before training: val{self._val_summary(start)}")
+            self.log(f"before training: val{validation_summary(start)}")
             self._record({"epoch": 0, **start})
         steps_per_epoch = self._steps_per_epoch()
         bar = tqdm(total=tc.epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch + self.step,
@@ -425,33 +332,17 @@ class Trainer:
                 if (epoch + 1) % tc.save_every == 0 or last:
                     self.save(f"epoch_{epoch + 1:04d}.pt")
                 self.log(self._summary(metrics))
-                if self.info.is_main:
-                    plot_training_curves(self.history, os.path.join(self.out_dir, "curves.png"))
+                self.logger.curves(self.history)
                 barrier(self.info)
         finally:
             bar.close()
-            if self.writer is not None:
-                self.writer.close()
+            self.logger.close()
         return self.history
-
-    @staticmethod
-    def _val_summary(m: dict) -> str:
-        """The validation part of an epoch line: errors next to the mean face's."""
-        parts = []
-        for key, base, label in (("val/now_error_mm", "val/now_mean_face_error_mm", "NoW-style error"),
-                                 ("val/vertex_error_mm", "val/mean_face_error_mm", "aligned vertex error")):
-            if key in m:
-                gain = 100 * (1 - m[key] / m[base])
-                direction = "lower" if gain >= 0 else "higher"
-                parts.append(f"{label} {m[key]:.3f} mm (mean face {m[base]:.3f}: {abs(gain):.1f}% {direction})")
-        if not parts and "val/total" in m:
-            parts.append(f"loss {m['val/total']:.4g}")
-        return " " + ", ".join(parts)
 
     def _summary(self, m: dict) -> str:
         text = f"epoch {m['epoch']}/{self.tc.epochs} loss {m.get('train/total', float('nan')):.4g}"
         parts = [f"{k[6:]} {v:.3g}" for k, v in m.items() if k.startswith("train/") and k != "train/total"]
         text += " (" + ", ".join(parts) + ")"
         if any(k.startswith("val/") for k in m):
-            text += " | val" + self._val_summary(m)
+            text += " | val" + validation_summary(m)
         return text + f" | lr {m['lr']:.2e} | {m['time_s']:.1f} s"

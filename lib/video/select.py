@@ -98,7 +98,7 @@ def estimate_yaw(landmarks: np.ndarray, image_size: tuple[int, int], morphable: 
     )
     fit_cfg = dataclasses.replace(cfg.fit, steps_pose=cfg.video.steps_pose, steps_shape=cfg.video.steps_shape,
                                   steps_appearance=0)
-    result = fit_views(morphable, target, fit_cfg, cfg.loss, expression_per_view=True)
+    result = fit_views(morphable, target, fit_cfg, cfg.loss, cfg.render, expression_per_view=True)
     return np.degrees(result.coeffs.rotation[:, 1].numpy())
 
 

@@ -1,5 +1,6 @@
-"""Pictures of fits: per-view overlays (input, render over input, landmarks) and one
-sheet per subject with every view and shaded renders from novel angles."""
+"""All pictures: per-view overlays of fits (input, render over input, landmarks), one
+sheet per subject with shaded renders from novel angles, training grids (`grid`)
+and preprocessing check pictures (`preprocess`, imported on its own: it needs cv2)."""
 from lib.visualize.draw import draw_landmarks, label, overlay
 from lib.visualize.figures import subject_sheet, view_figure
 from lib.visualize.shaded import shaded_render

@@ -1,4 +1,5 @@
-"""Drawing primitives on uint8 RGB images [H, W, 3] (numpy in, new array out)."""
+"""Drawing primitives on uint8 RGB images [H, W, 3] (numpy in, new array out), and
+the one set of landmark colours every picture uses."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,12 @@ from PIL import Image, ImageDraw
 
 DETECTED_COLOUR = (40, 110, 255)  # blue: the detected (target) landmarks, as in the seed's figure
 PREDICTED_COLOUR = (255, 50, 40)  # red: the fitted model's projected landmarks
+# Preprocessing check pictures: one colour per group of the 68 points (jaw, brows,
+# nose, right eye, left eye, lips) so that the order can be checked by eye.
+LANDMARK_GROUPS = (
+    (0, 17, (255, 255, 255)), (17, 27, (255, 128, 0)), (27, 36, (255, 255, 0)),
+    (36, 42, (0, 255, 255)), (42, 48, (0, 128, 255)), (48, 68, (255, 0, 128)),
+)
 
 
 def overlay(image: np.ndarray, render: np.ndarray, mask: np.ndarray, opacity: float = 0.75) -> np.ndarray:

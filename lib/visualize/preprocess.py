@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from lib.visualize.draw import LANDMARK_GROUPS
+
 PARSING_COLOURS = np.array(
     [
         (0, 0, 0),  # background
@@ -22,8 +24,6 @@ PARSING_COLOURS = np.array(
 )
 """uint8 [10, 3] RGB colour of each parsing class."""
 
-# Jaw, brows, nose, right eye, left eye, lips: one colour per group.
-_GROUPS = ((0, 17, (255, 255, 255)), (17, 27, (255, 128, 0)), (27, 36, (255, 255, 0)), (36, 42, (0, 255, 255)), (42, 48, (0, 128, 255)), (48, 68, (255, 0, 128)))
 
 
 def colour_parsing(parsing: np.ndarray) -> np.ndarray:
@@ -40,7 +40,7 @@ def draw_overlay(image: np.ndarray, landmarks: np.ndarray | None, parsing: np.nd
     big = cv2.resize(rgb, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
     left = big.copy()
     if landmarks is not None:
-        for start, stop, colour in _GROUPS:
+        for start, stop, colour in LANDMARK_GROUPS:
             for x, y in np.asarray(landmarks[start:stop], dtype=np.float64) * scale:
                 cv2.circle(left, (int(round(x)), int(round(y))), max(scale, 2), colour, -1, cv2.LINE_AA)
     if parsing is None:
