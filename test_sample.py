@@ -108,6 +108,8 @@ def main(argv=None) -> int:
 
     if args.input and args.video:
         raise UserError("give --input or --video, not both")
+    if args.video and not os.path.isfile(args.video):
+        raise UserError(f"--video {args.video}: file not found")
     if args.video:
         from lib.preprocess.pipeline import Preprocessor
         from lib.video import video_subject

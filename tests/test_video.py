@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import test_sample
+from lib.cli import run
 from lib.config.schema import VideoConfig
 from lib.errors import UserError
 from lib.facemodel import load_face_model
@@ -148,3 +149,11 @@ def test_test_sample_video_picks_left_front_right(video, tmp_path):
     row = json.loads((folder / "result.json").read_text())
     assert row["views"] == 3
     assert (folder / "mesh.glb").is_file() and (folder / "textured.obj").is_file()
+
+
+def test_missing_video_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(test_sample.main, ["--video", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --video {tmp_path / 'none.mp4'}: file not found"]
