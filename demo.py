@@ -152,7 +152,7 @@ def build_app(pipeline: DemoPipeline):
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/demo")
+    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/demo", "demo.py")
     parser.add_argument("--checkpoint", default="", help="trained network checkpoint (network prediction)")
     parser.add_argument("--fit", action="store_true", help="refine the network's prediction by fitting")
     args, cfg = parse_config(parser, argv)

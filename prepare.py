@@ -25,7 +25,7 @@ def _layout(root: str, layout: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/prepare")
+    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/prepare", "prepare.py")
     parser.add_argument("--input", default="", help="photo folder (default: data.root)")
     parser.add_argument("--layout", default="auto", choices=("auto", "folders", "pixel_face"), help="input layout (auto: pixel_face when train/ or val/ exist)")
     parser.add_argument("--overlays", action="store_true", help="also write OUT/overlays/<n>.png per prepared photo")

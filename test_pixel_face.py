@@ -77,7 +77,7 @@ def validation_split(cfg, face_model, out: str):
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__.split("\n")[0], "configs/synthetic.yaml", "runs/test_pixel_face")
+    parser = make_parser(__doc__.split("\n")[0], "configs/synthetic.yaml", "runs/test_pixel_face", "test_pixel_face.py")
     parser.add_argument("--checkpoint", default="", help="checkpoint to evaluate (default: eval.checkpoint)")
     args, cfg = parse_config(parser, argv)
     checkpoint = args.checkpoint or cfg.eval.checkpoint

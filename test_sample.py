@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lib.cli import make_parser, parse_config, run
+from lib.cli import describe_os_error, make_parser, parse_config, run
 from lib.config.schema import Config
 from lib.errors import UserError
 from lib.facemodel import load_face_model
@@ -79,7 +79,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample")
+    parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample", "test_sample.py")
     parser.add_argument("--input", default="", help="folder of views (samples/ layout or one folder per subject); "
                         "default: demo subjects rendered from the face model")
     parser.add_argument("--video", default="", help="a head-turn video: the sharpest frames nearest "
@@ -141,6 +141,9 @@ def main(argv=None) -> int:
         except UserError as err:
             tqdm.write(f"{name}: skipped: {err}", file=sys.stderr)
             rows.append({"name": name, "status": f"failed: {err}"})
+        except OSError as err:  # disk full, permission denied: the next subjects would fail alike
+            raise UserError(f"{name}: stopped while writing its results ({describe_os_error(err)}); "
+                            f"the subjects before it are complete in {args.out}") from None
 
     print_table(rows)
     errors = [r["shape_error_mm"] for r in rows if r.get("shape_error_mm") is not None]

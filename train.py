@@ -22,6 +22,7 @@ from lib.facemodel import load_face_model
 from lib.training import Trainer, init_distributed, seed_everything, shutdown_distributed
 from lib.training.distributed import barrier, resolve_device, spawn_local, under_launcher
 from lib.training.loop import check_batch_split
+from lib.training.resume import check_resume
 from lib.training.validation import validation_summary
 
 DATASETS = ("synthetic", "pixel_face", "folders")
@@ -78,12 +79,11 @@ def build_datasets(cfg, face_model, out_dir: str, info):
 
 
 def main(argv=None) -> int:
-    from models.checkpoint import build_model, load_checkpoint, save_checkpoint
+    from models.checkpoint import build_model, checkpoint_config, load_checkpoint, save_checkpoint
 
-    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/train")
-    args, cfg = parse_config(parser, argv)
-    if cfg.train.processes < 1:
-        raise UserError(f"train.processes must be at least 1, got {cfg.train.processes}")
+    parser = make_parser(__doc__, "configs/synthetic.yaml", "runs/train", "train.py")
+    # The resume check runs before config.yaml is rewritten: a refused rerun leaves the folder as it was.
+    args, cfg = parse_config(parser, argv, before_write=lambda out, cfg: check_resume(out, cfg, checkpoint_config))
     if cfg.train.processes > 1 and not under_launcher():
         if resolve_device(cfg.train.device).type == "cpu":
             check_batch_split(cfg.train, cfg.train.processes)

@@ -16,7 +16,8 @@ CACHE_VERSION; the content hash is SHA-256 of the file's bytes. Editing a photo 
 changing a setting therefore misses the old entry and builds a new one. Entries are
 written into a temporary folder and renamed into place, so concurrent workers never
 see half an entry; the one that renames first wins and the others discard theirs.
-Failures (no face, unreadable file) are cached as `.error` files so bad photos are
+Temporaries carry the writer's pid, so a later run removes those of killed writers
+(lib/runfolder.remove_stale_temporaries). Failures (no face, unreadable file) are cached as `.error` files so bad photos are
 not retried every epoch, and are rebuilt like any entry when the file changes.
 """
 from __future__ import annotations
@@ -116,7 +117,7 @@ class PreprocessCache:
 
     def _write_entry(self, entry: str, arrays: dict[str, np.ndarray]) -> None:
         os.makedirs(os.path.dirname(entry), exist_ok=True)
-        tmp = f"{entry}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{entry}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         os.makedirs(tmp)
         for name, array in arrays.items():
             np.save(os.path.join(tmp, f"{name}.npy"), np.ascontiguousarray(array))
@@ -127,7 +128,7 @@ class PreprocessCache:
 
     def _write_error(self, entry: str, message: str) -> None:
         os.makedirs(os.path.dirname(entry), exist_ok=True)
-        tmp = f"{entry}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{entry}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "w") as handle:
             handle.write(message.replace("\n", " ") + "\n")
         os.replace(tmp, entry + ".error")

@@ -36,6 +36,7 @@ from lib.geometry import CAMERA_DISTANCE_MM
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.parsing import skin_attention_weights
 from lib.render import render_mesh
+from lib.runfolder import remove_stale_temporaries
 
 CACHE_VERSION = 1  # bump when the generator changes what it produces
 SPLITS = {"train": 0, "val": 1}
@@ -182,6 +183,8 @@ def load_or_generate(
     """
     dilation = cfg.preprocess.feature_dilation_px
     root = os.path.join(cache_dir, f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, dilation)}")
+    if os.path.isdir(root):  # a killed generation's folder.tmp<pid> (the cache may be shared: pid-checked)
+        remove_stale_temporaries(root, shared_below=None)
     result = {}
     for split, count in splits.items():
         folder = os.path.join(root, f"{split}-{count}")

@@ -1,5 +1,7 @@
-"""What the three entry points share: --config/--out/overrides, the resolved config
-written under --out, and one-line errors for user mistakes."""
+"""What the entry points share: --config/--out/overrides, the --out folder (locked,
+owned, resolved config written there: lib/runfolder.py), and one line with exit
+status 2 for user mistakes and for operating-system errors (disk full, permission
+denied)."""
 from __future__ import annotations
 
 import argparse
@@ -7,15 +9,18 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from lib.config import Config, load_config, save_config
+from lib.config import Config, load_config
 from lib.errors import UserError
+from lib.runfolder import open_run_folder, write_config
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_parser(description: str, default_config: str, default_out: str) -> argparse.ArgumentParser:
-    """Parser with the arguments every entry point takes; callers add their own."""
+def make_parser(description: str, default_config: str, default_out: str, tool: str) -> argparse.ArgumentParser:
+    """Parser with the arguments every entry point takes; callers add their own.
+    `tool`: the entry point's file name (owner of the --out folders it writes)."""
     parser = argparse.ArgumentParser(
+        prog=tool,
         description=description,
         epilog="Trailing section.key=value arguments override the config, e.g. "
         "train.epochs=5 data.synthetic.num_train=64 (see lib/config/schema.py).",
@@ -32,14 +37,29 @@ def make_parser(description: str, default_config: str, default_out: str) -> argp
     return parser
 
 
-def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
-    """Parse argv, load the config, create --out and write the resolved config there."""
+def parse_config(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    before_write: Callable[[str, Config], None] | None = None,
+) -> tuple[argparse.Namespace, Config]:
+    """Parse argv, load the config, open --out (create, lock, check the owner, remove
+    stale temporaries), call before_write(out, cfg) (e.g. train.py's resume check, which
+    must see the folder's previous run untouched) and write the resolved config there."""
     # Intermixed, so overrides may stand before, between or after the options.
     args = parser.parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
-    os.makedirs(args.out, exist_ok=True)
-    save_config(cfg, os.path.join(args.out, "config.yaml"))
+    open_run_folder(args.out, parser.prog)
+    if before_write is not None:
+        before_write(args.out, cfg)
+    write_config(args.out, cfg, parser.prog)
     return args, cfg
+
+
+def describe_os_error(err: OSError) -> str:
+    """'<file>: <reason>' for an operating-system error (one line)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
@@ -48,6 +68,9 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         code = main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # disk full, permission denied, ...: the environment, not a bug
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 
@@ -27,7 +28,9 @@ def save_checkpoint(path: str, state: dict) -> None:
     os.replace, so an interrupted save never leaves a truncated checkpoint behind."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    # The pid in the name lets the next run tell a killed writer's leftover from a
+    # live one (lib/runfolder.remove_stale_temporaries).
+    handle, tmp = tempfile.mkstemp(prefix=f"{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "wb") as f:
             torch.save(state, f)
@@ -45,9 +48,13 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
+        # torch's message advises weights_only=False, i.e. running the file's code; we
+        # never do, so name the refused object instead.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
         raise UserError(
-            f"{path}: refused to load (it holds objects other than tensors and plain containers: {first})"
+            f"{path}: refused to load: it holds {what}, not only tensors and plain containers, and this "
+            "project never loads code from a checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -71,3 +78,8 @@ def config_from_checkpoint(state: dict, path: str) -> Config:
         return config_from_dict(data, "checkpoint config")
     except UserError as err:
         raise UserError(f"{path}: checkpoint config does not fit this version ({err})") from None
+
+
+def checkpoint_config(path: str) -> Config:
+    """The Config stored in the checkpoint at `path` (UserError when unreadable)."""
+    return config_from_checkpoint(load_checkpoint(path), path)

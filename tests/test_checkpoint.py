@@ -1,5 +1,6 @@
 """Checkpoints: atomic save, round trip to identical outputs, refusal of pickled objects,
 clear errors for missing, corrupt and incompatible files."""
+import datetime
 import os
 import pickle
 
@@ -123,3 +124,20 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(str(path)) == {"epoch": 1}
     assert os.listdir(tmp_path) == ["last.pt"]
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo should never run",))
+
+
+@pytest.mark.parametrize("payload, name", [(_RunsCode(), "system"), (datetime.date(2020, 1, 1), "datetime.date")])
+def test_a_refused_checkpoint_names_the_object_and_gives_no_unsafe_advice(tmp_path, payload, name):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": payload}, str(path))
+    with pytest.raises(UserError) as info:
+        load_checkpoint(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: refused to load") and "\n" not in message
+    assert name in message and "never loads code" in message
+    assert "weights_only" not in message and "likely succeed" not in message

@@ -1,6 +1,8 @@
 """Preprocessing steps on synthetic inputs: image reading, alignment, parsing, weights."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -245,3 +247,68 @@ def test_read_image_bad_files_are_user_errors(tmp_path, monkeypatch, case):
         read_image(str(path))
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
+
+
+def _png_header(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height pixels, with no pixel data: opening
+    it reads only the header, so size limits are tested without a huge file."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_our_size_limit_speaks_before_pillows_bomb_check(tmp_path):
+    from lib.preprocess.image_io import MAX_PIXELS
+
+    path = tmp_path / "big.png"
+    _png_header(path, 25000, 17000)  # above MAX_PIXELS and 2x Pillow's default limit
+    with pytest.raises(UserError, match=rf"{path}: image is 25000x17000, too large; downscale it below {MAX_PIXELS}"):
+        read_image(str(path))
+    _png_header(path, 30000, 30000)  # above 2x MAX_PIXELS: Pillow itself refuses while opening
+    with pytest.raises(UserError, match=rf"{path}: image has 900000000 pixels, too large; downscale it below"):
+        read_image(str(path))
+    _png_header(path, 10000, 10000)  # within MAX_PIXELS, above Pillow's default warning
+    with pytest.raises(UserError) as info:
+        read_image(str(path))
+    assert "Decompression" not in str(info.value) and "damaged or truncated" in str(info.value)
+
+
+def test_a_permission_error_is_not_called_damaged(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    Image.fromarray(_face_image(64)).save(path)
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(Image, "open", denied)  # root ignores chmod, so fake it
+    with pytest.raises(UserError, match=rf"^{path}: cannot be read \(Permission denied\)$"):
+        read_image(str(path))
+
+
+PHOTO_RUN = """
+import os, threading
+import numpy as np
+from lib.preprocess.landmarks import MediapipeBackend
+backend = MediapipeBackend()
+image = np.full((256, 256, 3), 128, np.uint8)
+image[64:192, 80:176] = 200  # no face: every detector graph runs (mesh, padded, full range)
+print(len(backend._run_padded(image)), len(backend._run_full_range(image)), flush=True)
+os.write(2, b"E0000 a native error stays visible\\n")
+os.close(2)  # end of the pipe: the filter forwards what is left, then stops
+for thread in threading.enumerate():
+    if thread.name == "native-log-filter":
+        thread.join()
+"""
+
+
+def test_photo_runs_print_no_mediapipe_noise(repo_root):
+    pytest.importorskip("mediapipe")
+    out = subprocess.run([sys.executable, "-c", PHOTO_RUN], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "0"]
+    assert out.stderr.splitlines() == ["E0000 a native error stays visible"]

@@ -216,6 +216,7 @@ def test_train_processes_starts_a_local_process_group(cache_dir, tmp_path, capfd
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert [m["epoch"] for m in metrics] == [0, 1] and "val/vertex_error_mm" in metrics[-1]
     assert os.path.isfile(out / "checkpoints" / "last.pt")
+    args[args.index(str(out))] = str(tmp_path / "fresh")  # in `out`, another batch size is refused as a resume
     with pytest.raises(UserError, match="leaves 1 sample per process"):
         train.main([*args, "train.batch_size=2"])
     with pytest.raises(UserError, match="train.processes must be at least 1"):

@@ -2,10 +2,12 @@
 
 YAML files in `configs/` and `section.key=value` command-line overrides change these
 values; nothing else holds a default. Units: millimetres, pixels, degrees where named
-`_deg`, epochs where named `_epoch(s)`.
+`_deg`, epochs where named `_epoch(s)`. `RANGES` (end of file) holds the allowed range
+of every number, checked by the loader together with the types.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -220,3 +222,140 @@ class Config:
     fit: FitConfig = field(default_factory=FitConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number (or of every entry of a list of numbers).
+
+    low / high: inclusive bounds (None: unbounded); above: True makes `low` exclusive
+    (the value must be greater than it). Non-finite values (nan, inf) are never allowed.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"between {self.low:g} and {self.high:g}"
+        if self.low is not None:
+            return f"greater than {self.low:g}" if self.above else f"at least {self.low:g}"
+        return f"at most {self.high:g}" if self.high is not None else "a finite number"
+
+
+POSITIVE = Range(0, above=True)
+NON_NEGATIVE = Range(0)
+COUNT = Range(1)  # at least one
+FINITE = Range()
+SEED = Range(0, 2**32 - 1)  # numpy's seed range
+FRACTION = Range(0, 1)
+
+RANGES: dict[str, Range] = {
+    "model.width": POSITIVE,
+    "model.unet_channels": COUNT,
+    "model.fused_channels": COUNT,
+    "model.rednet_layers": COUNT,
+    "model.num_views": COUNT,
+    "model.rotation_limit_deg": Range(0, 180, above=True),
+    "model.translation_limit_mm": POSITIVE,
+    "model.translation_scale_mm": POSITIVE,
+    "data.synthetic.num_train": COUNT,
+    "data.synthetic.num_val": NON_NEGATIVE,
+    "data.synthetic.seed": SEED,
+    "data.synthetic.yaw_deg": Range(-90, 90),
+    "data.synthetic.yaw_jitter_deg": NON_NEGATIVE,
+    "data.synthetic.pitch_jitter_deg": NON_NEGATIVE,
+    "data.synthetic.roll_jitter_deg": NON_NEGATIVE,
+    "data.synthetic.translation_jitter_mm": NON_NEGATIVE,
+    "data.synthetic.scale_jitter": FRACTION,
+    "data.synthetic.id_std": NON_NEGATIVE,
+    "data.synthetic.exp_std": NON_NEGATIVE,
+    "data.synthetic.tex_std": NON_NEGATIVE,
+    "data.synthetic.light_std": NON_NEGATIVE,
+    "data.synthetic.light_tint_std": NON_NEGATIVE,
+    "data.image_size": Range(16),  # smaller crops hold no usable face
+    "data.num_workers": NON_NEGATIVE,
+    "preprocess.feature_dilation_px": NON_NEGATIVE,
+    "loss.photometric": NON_NEGATIVE,
+    "loss.landmark": NON_NEGATIVE,
+    "loss.landmark3d": NON_NEGATIVE,
+    "loss.coefficient": NON_NEGATIVE,
+    "loss.id_weight": NON_NEGATIVE,
+    "loss.exp_weight": NON_NEGATIVE,
+    "loss.tex_weight": NON_NEGATIVE,
+    "loss.lighting": NON_NEGATIVE,
+    "loss.reflectance": NON_NEGATIVE,
+    "loss.parsing": NON_NEGATIVE,
+    "loss.landmark_heavy_weight": NON_NEGATIVE,
+    "loss.skin_weights": NON_NEGATIVE,
+    "loss.parsing_smoothing": Range(0, 0.5),
+    "train.epochs": COUNT,
+    "train.batch_size": COUNT,
+    "train.lr": POSITIVE,
+    "train.step_epoch": NON_NEGATIVE,
+    "train.mask_epoch": NON_NEGATIVE,
+    "train.save_every": COUNT,
+    "train.val_every": COUNT,
+    "train.seed": SEED,
+    "train.nan_patience": COUNT,
+    "train.log_images_every": NON_NEGATIVE,
+    "train.last_every_minutes": NON_NEGATIVE,
+    "train.num_threads": NON_NEGATIVE,
+    "train.processes": COUNT,
+    "eval.crop_radius_factor": POSITIVE,
+    "eval.scan_points": COUNT,
+    "eval.refine_iterations": NON_NEGATIVE,
+    "eval.refine_points": NON_NEGATIVE,
+    "eval.seed": SEED,
+    "eval.heatmap_max_mm": POSITIVE,
+    "eval.heatmap_size": Range(16),
+    "eval.curve_max_mm": POSITIVE,
+    "eval.num_samples": NON_NEGATIVE,
+    "fit.steps_pose": NON_NEGATIVE,
+    "fit.steps_shape": NON_NEGATIVE,
+    "fit.steps_appearance": NON_NEGATIVE,
+    "fit.steps_refine": NON_NEGATIVE,
+    "fit.lr": POSITIVE,
+    "fit.lr_rotation": POSITIVE,
+    "fit.lr_translation": POSITIVE,
+    "fit.lr_lighting": POSITIVE,
+    "fit.crop_size": Range(32),  # lib.preprocess.image_io.MIN_SIDE
+    "fit.render_size": Range(16),
+    "fit.landmark_scale": NON_NEGATIVE,
+    "fit.prior_scale": NON_NEGATIVE,
+    "fit.side_view_deg": Range(0, 90),
+    "fit.side_jaw_weight": NON_NEGATIVE,
+    "fit.texture_size": Range(16),
+    "fit.texture_min_cosine": FRACTION,
+    "fit.texture_cosine_power": NON_NEGATIVE,
+    "fit.demo_subjects": COUNT,
+    "fit.novel_yaw_deg": Range(-90, 90),
+    "fit.num_threads": NON_NEGATIVE,
+    "video.max_frames": COUNT,
+    "video.target_yaw_deg": Range(-90, 90),
+    "video.yaw_window_deg": NON_NEGATIVE,
+    "video.max_yaw_error_deg": NON_NEGATIVE,
+    "video.sharpness_size": Range(16),
+    "video.steps_pose": NON_NEGATIVE,
+    "video.steps_shape": NON_NEGATIVE,
+    "demo.port": Range(1, 65535),
+}
+"""Dotted key -> allowed range, for every int / float / list-of-numbers setting."""
+
+RESUME_SAFE: tuple[str, ...] = (
+    "train.epochs", "train.save_every", "train.val_every", "train.log_images_every", "train.last_every_minutes",
+    "train.progress", "train.num_threads", "train.processes", "train.device", "train.nan_patience",
+    "data.num_workers", "data.cache_dir", "eval", "fit", "video", "demo",
+)
+"""Settings (a dotted key, or a whole section) that may differ when train.py resumes
+a run: how long, how often to save / validate / log, on what hardware, and the
+sections training does not read for the weights. Every other change is refused on
+resume (it would silently mix two runs in one folder)."""

@@ -158,6 +158,7 @@ def write_subject(
     and last result.json (the summary row; marks the subject complete).
     """
     start = time.perf_counter()
+    check_finite(result, prepared.name)
     os.makedirs(folder, exist_ok=True)
     face_model = morphable.face_model
     coeffs = result.coeffs
@@ -222,6 +223,19 @@ def write_subject(
     return row
 
 
+def check_finite(result: FitResult, name: str) -> None:
+    """UserError unless every coefficient and fitted landmark is finite: a diverged
+    fit must fail visibly, never be written (and later skipped) as a finished subject."""
+    bad = [k for k, v in result.coeffs.as_dict().items() if not torch.isfinite(v).all()]
+    if not torch.isfinite(result.landmarks).all():
+        bad.append("landmarks")
+    if bad:
+        raise UserError(
+            f"{name}: the reconstruction is not finite (nan or inf in {', '.join(bad)}); "
+            "lower fit.lr / fit.lr_* or check the photos"
+        )
+
+
 def _write_coefficients(folder: str, prepared: PreparedSubject, coeffs: FaceCoefficients, model_name: str,
                         result: FitResult) -> None:
     """coeffs.npz (arrays, Vw rows) and coeffs.json (the same as lists, plus context)."""
@@ -257,12 +271,18 @@ def _jsonable(value):
 
 
 def read_result(folder: str) -> dict | None:
-    """The summary row of a completed subject, or None when it is not complete."""
+    """The summary row of a completed subject, or None when it is not complete or
+    holds a non-finite number."""
     path = os.path.join(folder, RESULT_FILE)
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            row = json.load(f)
     except (OSError, ValueError):
         return None
+    if not isinstance(row, dict):
+        return None
+    # A row holding nan / inf (written before results were checked) is redone.
+    numbers = [x for v in row.values() for x in (v if isinstance(v, list) else [v]) if isinstance(x, float)]
+    return row if all(math.isfinite(x) for x in numbers) else None

@@ -7,6 +7,7 @@ and palette images, alpha channels (composited on white, as a viewer shows them)
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -20,6 +21,11 @@ MIN_SIDE = 32
 MAX_PIXELS = 20000 * 20000
 """Largest accepted image (pixels); bigger ones are refused rather than filling memory."""
 
+# Pillow refuses images above its own limit (89.5 megapixels warns, twice that raises)
+# while opening them, before our check could name the limit; ours is the one that
+# applies, so Pillow's is set to it (a process-wide setting of Pillow's).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
 
 def read_image(path: str) -> np.ndarray:
     """Read a photo as uint8 [H, W, 3] RGB, upright according to its EXIF orientation.
@@ -31,7 +37,8 @@ def read_image(path: str) -> np.ndarray:
         raise UserError(f"{path}: image file not found")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above Image.MAX_IMAGE_PIXELS (= MAX_PIXELS); the check below says it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 width, height = img.size
                 if width * height > MAX_PIXELS:
@@ -41,8 +48,13 @@ def read_image(path: str) -> np.ndarray:
                 return to_rgb(np.asarray(_to_rgb_mode(img)), path)
     except UserError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:  # above twice the limit: Pillow refuses while opening
+        size = "x".join(re.findall(r"\d+", str(err))[:1]) or "more than twice that many"
+        raise UserError(f"{path}: image has {size} pixels, too large; downscale it below {MAX_PIXELS} pixels") from None
+    except UnidentifiedImageError as err:
         raise UserError(f"{path}: not a readable image ({err.__class__.__name__}); use PNG or JPEG") from None
+    except (PermissionError, IsADirectoryError) as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise UserError(f"{path}: image is damaged or truncated ({err}); re-export or replace it") from None
 

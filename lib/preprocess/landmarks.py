@@ -26,6 +26,7 @@ import numpy as np
 from lib.errors import UserError
 from lib.preprocess.image_io import to_rgb
 from lib.preprocess.mediapipe_68 import MESH_TO_68
+from lib.preprocess.native_logs import quiet_native_logs
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class MediapipeBackend(LandmarkBackend):
     crop_factor = 2.2  # side of the square crop around a full-range detection / box side
 
     def __init__(self, min_confidence: float = 0.5):
+        quiet_native_logs()  # before the graphs start logging
         try:
             from mediapipe.python.solutions import face_detection, face_mesh
         except ImportError as err:

@@ -1,5 +1,7 @@
 """What a training run writes besides checkpoints (rank 0 only): metrics.jsonl (one
-line per epoch, rewritten whole so a resumed run never duplicates lines), train.log
+line per epoch, replaced whole through a temporary file and a rename, so a resumed
+run never duplicates lines and a kill or a full disk mid-write never loses the
+history; a torn line from elsewhere is dropped with a warning on reading), train.log
 (the console lines), tensorboard/ (scalars and image grids), vis/ (the validation
 grids as PNG) and curves.png (loss and validation error per epoch)."""
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lib.runfolder import atomic_write_text
 from lib.training.curves import plot_training_curves
 
 
@@ -26,11 +29,23 @@ class RunLogger:
         return os.path.join(self.out_dir, "metrics.jsonl")
 
     def read_history(self) -> list[dict]:
-        """The per-epoch metrics already in metrics.jsonl (resume)."""
+        """The per-epoch metrics already in metrics.jsonl (resume); a torn or
+        unreadable line (a kill or a full disk while an older version wrote it) is
+        dropped with a warning."""
         if not os.path.isfile(self.metrics_path):
             return []
-        with open(self.metrics_path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        history = []
+        with open(self.metrics_path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    entry = json.loads(line) if line.strip() else None
+                except ValueError:
+                    entry = None
+                if isinstance(entry, dict) and isinstance(entry.get("epoch"), int):
+                    history.append(entry)
+                elif line.strip():
+                    self.line(f"warning: {self.metrics_path} line {number} is unreadable (torn write?); dropped")
+        return history
 
     def open(self) -> None:
         if self.is_main and self.writer is None:
@@ -54,9 +69,7 @@ class RunLogger:
         """After an epoch: metrics.jsonl, the last entry's scalars to TensorBoard."""
         if not self.is_main:
             return
-        with open(self.metrics_path, "w") as f:
-            for entry in history:
-                f.write(json.dumps(entry) + "\n")
+        atomic_write_text(self.metrics_path, "".join(json.dumps(entry) + "\n" for entry in history))
         metrics = history[-1]
         for key, value in metrics.items():
             if key != "epoch" and value is not None:

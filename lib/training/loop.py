@@ -2,6 +2,11 @@
 checkpoints and automatic resume. It receives the network and the checkpoint
 functions from the entry point, so lib never imports models/ or data/.
 
+Nothing is lost to a kill -9 at any moment (tests/test_reliability.py): checkpoints and
+metrics.jsonl are replaced atomically, a mid-epoch last.pt carries the running sums
+of the epoch's loss terms (a resumed epoch logs the mean over all its steps), and a
+torn or unreadable metrics line is dropped with a warning instead of failing resume.
+
 Files (rank 0 only) under `out_dir`: checkpoints/last.pt (every epoch and every
 `train.last_every_minutes` mid-epoch), checkpoints/epoch_XXXX.pt (every
 `train.save_every` epochs), metrics.jsonl (one line per epoch), train.log,
@@ -134,6 +139,10 @@ class Trainer:
             shard = Subset(val_set, self.val_indices)
             self.val_loader = DataLoader(shard, batch_size=per_rank, collate_fn=_collate, num_workers=cfg.data.num_workers)
         self.epoch, self.step, self.nan_streak = 0, 0, 0
+        # Sums of the running epoch's loss terms over this rank's finished steps (rank 0:
+        # plus the sums restored from a mid-epoch checkpoint, which are global) and their count.
+        self.epoch_sums: dict[str, float] = {}
+        self.epoch_count = 0
         self.history: list[dict] = []
         self.logger = RunLogger(out_dir, info.is_main)
         self.validator = Validator(self.morphable, cfg)
@@ -150,14 +159,24 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state()},
             "metrics": self.history[-1] if self.history else {},
             "nan_streak": self.nan_streak,
+            "epoch_sums": self._global_epoch_sums(),
         }
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def save(self, name: str = "last.pt") -> None:
+        """Every rank calls it (the running sums are gathered); rank 0 writes."""
+        state = self._state()
         if self.info.is_main:
-            self.save_fn(os.path.join(self.ckpt_dir, name), self._state())
+            self.save_fn(os.path.join(self.ckpt_dir, name), state)
+
+    def _global_epoch_sums(self) -> dict:
+        """{'count': steps, term: sum} of the running epoch over all ranks (collective)."""
+        names = sorted(self.epoch_sums)
+        local = [self.epoch_sums[k] for k in names] + [float(self.epoch_count)]
+        packed = all_reduce_sum(torch.tensor(local, dtype=torch.float64), self.info).tolist()
+        return {"count": packed[-1], **dict(zip(names, packed[:-1]))}
 
     def try_resume(self) -> bool:
         """Restore from checkpoints/last.pt when it exists; True if it did."""
@@ -165,12 +184,23 @@ class Trainer:
         if not os.path.isfile(path):
             return False
         state = self.load_fn(path)
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            # torch's first line only names the class; the next one says what differs.
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            detail = detail if len(detail) <= 200 else detail[:200] + "..."
+            raise UserError(f"{path}: not a checkpoint of this network ({detail}); give another --out") from None
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = int(state["epoch"]), int(state.get("step", 0))
         self.nan_streak = int(state.get("nan_streak", 0))
+        # The sums are global: rank 0 carries them on, the others start from zero.
+        sums = dict(state.get("epoch_sums") or {}) if self.info.is_main and self.step > 0 else {}
+        self.epoch_count = int(sums.pop("count", 0))
+        self.epoch_sums = {k: float(v) for k, v in sums.items()}
         rng = state.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
@@ -220,6 +250,16 @@ class Trainer:
             return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        # A finite gradient can still take a huge step (train.lr far too high) whose
+        # weights overflow: stop here with the guard's message, before the next step's
+        # forward pass fails somewhere less clear.
+        weights = torch.nn.utils.get_total_norm([p.detach() for p in params], float("inf"))
+        if not self._all_finite(weights):
+            raise UserError(
+                f"training stopped: the weights became non-finite after step {self.step + 1} of epoch "
+                f"{self.epoch + 1} (train.lr={self.tc.lr}); the last good state is in "
+                f"{os.path.join(self.ckpt_dir, 'last.pt')}; lower train.lr"
+            )
         return {k: v.item() for k, v in result.terms.items()}
 
     def _note_skip(self, epoch: int, index: int) -> None:
@@ -244,8 +284,8 @@ class Trainer:
         self.sampler.set_epoch(epoch, skip=self.step * self.train_loader.batch_size)
         if hasattr(self.train_loader.dataset, "set_epoch"):  # datasets drawing new samples per epoch
             self.train_loader.dataset.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        count = 0
+        if self.step == 0:
+            self.epoch_sums, self.epoch_count = {}, 0
         last_save = time.monotonic()
         for batch in self.train_loader:
             lr = learning_rate(epoch + self.step / steps, self.tc.lr, self.tc.step_epoch, self.tc.epochs)
@@ -256,20 +296,22 @@ class Trainer:
             else:
                 self.nan_streak = 0
                 for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+                    self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+                self.epoch_count += 1
                 bar.set_postfix(epoch=epoch + 1, loss=f"{terms['total']:.4g}")
             self.step += 1
             bar.update(1)
             minutes = self.tc.last_every_minutes
-            if minutes > 0 and time.monotonic() - last_save > 60 * minutes:
+            due = minutes > 0 and time.monotonic() - last_save > 60 * minutes
+            if self.info.enabled:  # rank 0's clock decides: saving gathers the sums from every rank
+                due = all_reduce_sum(torch.tensor([float(due and self.info.is_main)]), self.info).item() > 0
+            if due:
                 self.save()
                 last_save = time.monotonic()
-        # Mean over every rank's steps; ranks carry the same term names.
-        names = sorted(sums)
-        packed = all_reduce_sum(torch.tensor([sums[k] for k in names] + [float(count)], dtype=torch.float64), self.info)
-        total_steps = max(packed[-1].item(), 1.0)
-        return {f"train/{k}": packed[i].item() / total_steps for i, k in enumerate(names)}
+        # Mean over every rank's steps of the whole epoch; ranks carry the same term names.
+        totals = self._global_epoch_sums()
+        total_steps = max(totals.pop("count"), 1.0)
+        return {f"train/{k}": v / total_steps for k, v in totals.items()}
 
     @torch.no_grad()
     def validate(self, epoch: int, images: bool) -> dict:

@@ -7,6 +7,7 @@ gives one error here and in test_pixel_face.py (pooled over scan points, like it
 summary's 'mean')."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from lib.config.schema import Config
@@ -80,9 +81,14 @@ class Validator:
             scan = self.scan(cpu_batch, j, indices[j])
             if scan is None:
                 continue
-            distances = measure(pred[j].detach().cpu().double().numpy(), self.face_model, scan, self.cfg.eval).distances
-            sums["now"] += float(distances.sum())
-            sums["now_points"] += float(distances.size)
+            verts = pred[j].detach().cpu().double().numpy()
+            if np.isfinite(verts).all():
+                distances = measure(verts, self.face_model, scan, self.cfg.eval).distances
+                sums["now"] += float(distances.sum())
+                sums["now_points"] += float(distances.size)
+            else:  # a diverged prediction: a NaN metric, not an exception in the alignment
+                sums["now"] += float("nan")
+                sums["now_points"] += 1.0
             if self.now_baseline is None:
                 base = measure(mean_face.detach().cpu().double().numpy(), self.face_model, scan, self.cfg.eval).distances
                 sums["now_mean_face"] += float(base.sum())
