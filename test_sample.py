@@ -51,7 +51,7 @@ def demo_subjects(face_model, cfg: Config) -> list[PreparedSubject]:
 
     data_cfg = dataclasses.replace(cfg.data, image_size=cfg.fit.crop_size)
     arrays = generate_split(face_model, data_cfg, cfg.loss, "val", cfg.fit.demo_subjects, progress=False,
-                            feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                            feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     return [
         PreparedSubject(
             name=f"demo-{i:03d}",

@@ -47,8 +47,9 @@ def _photo_datasets(cfg, face_model, cache_dir: str, progress: bool):
                 PixelFace(cfg.data.root, "val", preprocessor, cache_dir, progress))
     from data.folders import FolderViews
 
-    train = FolderViews(cfg.data.root, preprocessor, cache_dir, progress=progress)
-    val = FolderViews(cfg.data.val_root, preprocessor, cache_dir, progress=progress) if cfg.data.val_root else train
+    views = cfg.model.num_views
+    train = FolderViews(cfg.data.root, preprocessor, cache_dir, views, progress=progress)
+    val = FolderViews(cfg.data.val_root, preprocessor, cache_dir, views, progress=progress) if cfg.data.val_root else train
     return train, val
 
 

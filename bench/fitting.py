@@ -47,7 +47,7 @@ def load_subjects(cfg, face_model, count: int) -> tuple[list[PreparedSubject], s
 
     data_cfg = dataclasses.replace(cfg.data, image_size=cfg.fit.crop_size)
     arrays = generate_split(face_model, data_cfg, cfg.loss, "val", count, progress=False,
-                            feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                            feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     subjects = [
         PreparedSubject(f"synthetic-{i}", ["0", "1", "2"], arrays["rgb"][i], arrays["landmarks"][i],
                         arrays["parsing"][i], arrays["skin_weight"][i], arrays["gt_shape"][i])

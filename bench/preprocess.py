@@ -31,8 +31,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.common import machine  # noqa: E402
-from lib.config.schema import DataConfig, LossConfig, PreprocessConfig  # noqa: E402
+from lib.config.schema import DataConfig, LossConfig, PreprocessConfig, RenderConfig  # noqa: E402
 from lib.errors import UserError  # noqa: E402
+from lib.facemodel.builtin import build_builtin_face_model  # noqa: E402
 from lib.preprocess import Preprocessor, read_image  # noqa: E402
 from lib.preprocess.landmarks import BACKENDS, get_backend  # noqa: E402
 
@@ -87,8 +88,10 @@ def speed(backends: list[str], photos: list[np.ndarray], repeats: int) -> None:
     base = None
     for name in backends:
         backend = get_backend(name)
-        aligned = Preprocessor(PreprocessConfig(aligned=True, landmarks=name), LossConfig().skin_weights)
-        unaligned = Preprocessor(PreprocessConfig(aligned=False, landmarks=name), LossConfig().skin_weights)
+        aligned = Preprocessor(PreprocessConfig(aligned=True, landmarks=name), LossConfig().skin_weights, None,
+                               crop_size=224)
+        unaligned = Preprocessor(PreprocessConfig(aligned=False, landmarks=name), LossConfig().skin_weights,
+                                 build_builtin_face_model(), crop_size=224)
         unaligned.model_points  # build the template outside the timing
         rates = []
         for job in (lambda p: backend.detect_all(p), lambda p: aligned(p), None):
@@ -124,10 +127,9 @@ def robustness(backends: list[str], photos: list[tuple[str, np.ndarray]]) -> dic
 
 def accuracy(backends: list[str], subjects: int) -> None:
     from data.synthetic import generate_split
-    from lib.facemodel.builtin import build_builtin_face_model
 
     arrays = generate_split(build_builtin_face_model(), DataConfig(image_size=224), LossConfig(), "val", subjects,
-                            progress=False, feature_dilation_px=PreprocessConfig().feature_dilation_px)
+                            progress=False, feature_dilation_px=PreprocessConfig().feature_dilation_px, render=RenderConfig())
     rgb, truth = arrays["rgb"], arrays["landmarks"]
     print(f"\n3. accuracy on {subjects} synthetic subjects x 3 views (built-in model renders, 224 px)")
     print(f"{'backend':<10} {'view':<6} {'found':>7} {'NME all':>8} {'NME no jaw':>11}")

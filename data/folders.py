@@ -54,7 +54,7 @@ def _assign_views(folder: str, files: list[str], num_views: int) -> tuple[list |
     )
 
 
-def discover_folder_views(root: str, num_views: int = 3) -> tuple[list[ViewGroup], list[tuple[str, str]]]:
+def discover_folder_views(root: str, num_views: int) -> tuple[list[ViewGroup], list[tuple[str, str]]]:
     """(groups, problems) for a folder in one of the module's layouts.
 
     Raises UserError when `root` is missing or holds no photos in any layout.
@@ -101,6 +101,6 @@ class FolderViews(PreparedViews):
     cache_dir: where the PreprocessCache lives; num_views: views per subject.
     """
 
-    def __init__(self, root: str, preprocessor: Preprocessor, cache_dir: str, num_views: int = 3, progress: bool = True):
+    def __init__(self, root: str, preprocessor: Preprocessor, cache_dir: str, num_views: int, progress: bool = True):
         groups, problems = discover_folder_views(root, num_views)
         super().__init__(groups, PreprocessCache(cache_dir, preprocessor), problems, progress)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from lib.config.schema import Config, DataConfig, LossConfig, SyntheticDataConfig
+from lib.config.schema import Config, DataConfig, LossConfig, RenderConfig, SyntheticDataConfig
 from lib.facemodel.schema import FaceModel
 from lib.geometry import CAMERA_DISTANCE_MM
 from lib.morphable import FaceCoefficients, MorphableModel
@@ -60,9 +60,10 @@ def _fingerprint(face_model: FaceModel) -> str:
 
 
 def cache_key(
-    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int
+    face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int, render: RenderConfig
 ) -> str:
-    """Hash of everything that changes the generated arrays."""
+    """Hash of everything that changes the generated arrays (not render.backend: the
+    backends agree, tests/test_render.py)."""
     synthetic = dataclasses.asdict(data_cfg.synthetic)
     synthetic.pop("fresh_train")  # how the training set is served, not what a subject is
     settings = {
@@ -72,6 +73,7 @@ def cache_key(
         "synthetic": synthetic,
         "skin_weights": loss_cfg.skin_weights,
         "feature_dilation_px": feature_dilation_px,
+        "cull_backfaces": render.cull_backfaces,
     }
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -120,11 +122,13 @@ def _draw_coefficients(face_model: FaceModel, cfg: SyntheticDataConfig, rng: np.
 class SubjectRenderer:
     """Renders synthetic subjects one at a time: subject i of a split depends only on
     (data.synthetic.seed, split, i). feature_dilation_px: `preprocess.feature_dilation_px`
-    (at 224 px)."""
+    (at 224 px); render: `render.*`, the renderer's settings."""
 
-    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int):
+    def __init__(self, face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, feature_dilation_px: int,
+                 render: RenderConfig):
         self.face_model, self.syn, self.size = face_model, data_cfg.synthetic, data_cfg.image_size
         self.skin_weights, self.dilation = loss_cfg.skin_weights, feature_dilation_px
+        self.render_cfg = render
         self.morphable = MorphableModel(face_model)
 
     @torch.no_grad()
@@ -143,6 +147,7 @@ class SubjectRenderer:
         render = render_mesh(
             instance.vertices, self.morphable.faces,
             {"color": instance.colors, "parsing": self.morphable.region_onehot[None].expand(views, -1, -1)}, (size, size),
+            cull_backfaces=self.render_cfg.cull_backfaces, backend=self.render_cfg.backend,
         )
         mask = render.mask
         background = torch.stack([_background(rng, size) for _ in range(views)])
@@ -162,11 +167,11 @@ class SubjectRenderer:
 
 def generate_split(
     face_model: FaceModel, data_cfg: DataConfig, loss_cfg: LossConfig, split: str, count: int, progress: bool = True,
-    *, feature_dilation_px: int,
+    *, feature_dilation_px: int, render: RenderConfig,
 ) -> dict:
     """Render subjects 0..count-1 of `split` ('train' | 'val'): the arrays of
     `SubjectRenderer` stacked over subjects ([S, ...])."""
-    render = SubjectRenderer(face_model, data_cfg, loss_cfg, feature_dilation_px)
+    render = SubjectRenderer(face_model, data_cfg, loss_cfg, feature_dilation_px, render)
     subjects = [render(split, i) for i in tqdm(range(count), desc=f"synthetic {split}", unit="subject",
                                                  disable=not progress)]
     return {k: np.stack([s[k] for s in subjects]) for k in subjects[0]}
@@ -182,14 +187,15 @@ def load_or_generate(
     so an interrupted generation leaves no half cache behind.
     """
     dilation = cfg.preprocess.feature_dilation_px
-    root = os.path.join(cache_dir, f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, dilation)}")
+    root = os.path.join(cache_dir, f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, dilation, cfg.render)}")
     if os.path.isdir(root):  # a killed generation's folder.tmp<pid> (the cache may be shared: pid-checked)
         remove_stale_temporaries(root, shared_below=None)
     result = {}
     for split, count in splits.items():
         folder = os.path.join(root, f"{split}-{count}")
         if not os.path.isdir(folder):
-            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, feature_dilation_px=dilation)
+            arrays = generate_split(face_model, cfg.data, cfg.loss, split, count, progress, feature_dilation_px=dilation,
+                                    render=cfg.render)
             tmp = f"{folder}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
@@ -269,7 +275,7 @@ def build_synthetic(face_model: FaceModel, cfg: Config, cache_dir: str, progress
     syn = cfg.data.synthetic
     if syn.fresh_train:
         arrays = load_or_generate(face_model, cfg, cache_dir, {"val": syn.num_val}, progress)
-        renderer = SubjectRenderer(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px)
+        renderer = SubjectRenderer(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px, cfg.render)
         return FreshSyntheticMultiView(renderer, syn.num_train), SyntheticMultiView(arrays["val"], "val")
     arrays = load_or_generate(face_model, cfg, cache_dir, {"train": syn.num_train, "val": syn.num_val}, progress)
     return SyntheticMultiView(arrays["train"], "train"), SyntheticMultiView(arrays["val"], "val")

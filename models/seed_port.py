@@ -33,7 +33,7 @@ _RULES = [
 ]
 
 
-def port_seed_state_dict(seed: dict, num_views: int = 3, expression_per_view: bool = True) -> dict:
+def port_seed_state_dict(seed: dict, num_views: int, expression_per_view: bool) -> dict:
     """seed's MVRNet state dict (optionally with DataParallel's 'module.' prefix) ->
     a state dict for `MVRNet` with the seed's architecture (width 1, 3 views)."""
     ported: dict[str, torch.Tensor] = {}

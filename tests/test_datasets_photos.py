@@ -32,7 +32,7 @@ def _sample(view: int, index: int = 0) -> str:
 @pytest.fixture(scope="module")
 def preprocessor():
     pytest.importorskip("mediapipe")
-    return Preprocessor(PreprocessConfig(aligned=True), SKIN)
+    return Preprocessor(PreprocessConfig(aligned=True), SKIN, None, crop_size=224)
 
 
 def test_pixel_face_photo_rotation_and_landmark_file(tmp_path):
@@ -113,7 +113,7 @@ def test_folder_layouts_and_bad_photos(tmp_path, preprocessor):
         shutil.copy(_sample(v, 0), seed / str(v) / f"anna{v}.png")
         if v != 2:
             shutil.copy(_sample(v, 1), seed / str(v) / f"bob{v}.png")
-    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), progress=False)
+    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), 3, progress=False)
     assert [g.name for g in ds.groups] == ["anna", "bob"]
     assert ds[1]["view_mask"].tolist() == [True, True, False] and ds[0]["name"] == "anna"
 
@@ -139,7 +139,7 @@ def test_folder_layouts_and_bad_photos(tmp_path, preprocessor):
     Image.fromarray(np.full((20, 20, 3), 128, np.uint8)).save(subjects / "fred" / "f0.png")  # tiny
     Image.fromarray(np.full((240, 240, 3), 128, np.uint8)).save(subjects / "fred" / "f1.png")  # no face
     (subjects / "fred" / "f2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    ds = FolderViews(str(subjects), preprocessor, str(tmp_path / "cache"), progress=False)
+    ds = FolderViews(str(subjects), preprocessor, str(tmp_path / "cache"), 3, progress=False)
     assert [g.name for g in ds.groups] == ["carl", "dora"]
     assert ds[1]["view_mask"].tolist() == [True, True, True]
     lines = ds.skipped_summary().splitlines()
@@ -149,9 +149,9 @@ def test_folder_layouts_and_bad_photos(tmp_path, preprocessor):
     assert any("fred: no usable view" in line for line in lines)
     os.makedirs(tmp_path / "empty")
     with pytest.raises(UserError, match="no photos found"):
-        discover_folder_views(str(tmp_path / "empty"))
+        discover_folder_views(str(tmp_path / "empty"), 3)
     with pytest.raises(UserError, match="input folder not found"):
-        discover_folder_views(str(tmp_path / "not_there"))
+        discover_folder_views(str(tmp_path / "not_there"), 3)
 
 
 @needs_samples
@@ -176,7 +176,7 @@ def test_cache_reuses_rebuilds_and_survives_workers(tmp_path, preprocessor, monk
     flipped = cache.get(str(photo))
     assert len(calls) == 1 and not np.array_equal(flipped["landmarks"], first["landmarks"])
     # Changed setting: another key, another folder.
-    other = PreprocessCache(str(tmp_path / "c"), Preprocessor(PreprocessConfig(aligned=True, feature_dilation_px=7), SKIN))
+    other = PreprocessCache(str(tmp_path / "c"), Preprocessor(PreprocessConfig(aligned=True, feature_dilation_px=7), SKIN, None, crop_size=224))
     assert other.folder != cache.folder and sorted(os.listdir(tmp_path / "c")) == sorted([os.path.basename(cache.folder), os.path.basename(other.folder)])
     # Failures are cached with their message.
     blank = tmp_path / "blank.png"
@@ -199,7 +199,7 @@ def test_dataloader_workers_read_the_cache(tmp_path, preprocessor):
         os.makedirs(seed / str(v))
         for i in range(2):
             shutil.copy(_sample(v, i), seed / str(v) / f"p{i}{v}.png")
-    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), progress=False)
+    ds = FolderViews(str(seed), preprocessor, str(tmp_path / "cache"), 3, progress=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
     (batch,) = list(loader)
     assert batch["rgb"].shape == (2, 3, 3, 224, 224) and batch["name"] == ["p0", "p1"]

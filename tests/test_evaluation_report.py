@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lib.config.schema import RenderConfig
 from lib.evaluation.report import (
     OUTSIDE_COLOUR,
     cumulative_curve,
@@ -65,7 +66,7 @@ def test_heatmap_render_and_curve_png(tmp_path):
     a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
     faces = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
     errors = np.where(verts[:, 0] < 0, 0.0, 4.0)
-    image = render_error_heatmap(verts, faces, errors, max_mm=4.0, size=96)
+    image = render_error_heatmap(verts, faces, errors, max_mm=4.0, size=96, render=RenderConfig())
     assert image.dtype == np.uint8 and image.shape[0] == 96 and image.shape[1] > 96
     left, right, corner = image[48, 25].astype(int), image[48, 71].astype(int), image[2, 2]
     assert left[2] > left[0] + 50 and right[0] > right[2] + 50  # blue where 0, red where 4 mm

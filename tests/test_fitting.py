@@ -42,7 +42,8 @@ def synthetic_subject(morphable, seed=0, yaws=(-30.0, 0.0, 30.0)):
     )
     with torch.no_grad():
         instance = morphable(truth, (SIZE, SIZE))
-        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE),
+                             cull_backfaces=True, backend="auto")
         rgb = render.images["color"] * render.mask + 0.3 * (1 - render.mask)
     target = FitTarget(rgb=rgb.permute(0, 3, 1, 2).clamp(0, 1), landmarks=instance.landmarks.clone())
     return target, truth, instance.shape[0]
@@ -86,9 +87,9 @@ def test_initial_pose_exact_for_a_far_planar_free_case():
 def test_fitting_lowers_landmark_and_shape_error(morphable):
     target, truth, truth_shape = synthetic_subject(morphable, seed=4)
     cfg = dataclasses.replace(FitConfig(), steps_pose=20, steps_shape=100, steps_appearance=5, render_size=48)
-    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig())
+    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), expression_per_view=True)
     mean_fit = fit_views(morphable, target, dataclasses.replace(cfg, steps_shape=0, steps_appearance=0), LossConfig(),
-                         RenderConfig())
+                         RenderConfig(), expression_per_view=True)
     fit_px = float(result.landmark_error.median())
     mean_px = float(mean_fit.landmark_error.median())
     assert fit_px < 0.5 * mean_px and fit_px < 1.0, (fit_px, mean_px)
@@ -106,7 +107,8 @@ def test_fitting_lowers_landmark_and_shape_error(morphable):
 def test_refinement_starts_from_the_given_prediction(morphable):
     target, truth, _ = synthetic_subject(morphable, seed=3)
     cfg = dataclasses.replace(FitConfig(), steps_refine=0, render_size=48)
-    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), init=truth)
+    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), init=truth,
+                       expression_per_view=True)
     # Zero refinement steps: the prediction comes back untouched and fits exactly.
     assert torch.allclose(result.coeffs.rotation, truth.rotation)
     assert float(result.landmark_error.max()) < 1e-3

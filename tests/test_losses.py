@@ -164,7 +164,7 @@ def scene():
     cfg = Config()
     cfg.data.image_size = SIZE
     arrays = generate_split(face_model, cfg.data, cfg.loss, "train", 1,
-                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     views = arrays["rgb"].shape[1]
     t = lambda k: torch.from_numpy(arrays[k])  # noqa: E731
     batch = {

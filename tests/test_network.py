@@ -404,4 +404,4 @@ def test_seed_heads_port():
     assert ported["heads.translation.1.weight"][:, 0, 0, 0].tolist() == [2.0, 2.0, 1.0]  # x, y, then z
     assert all(torch.equal(ported[f"heads.expression.{v}.weight"], torch.ones(4, 8, 1, 1)) for v in range(3))
     with pytest.raises(UserError, match="unexpected keys rednet_fc.conv2_foo.weight"):
-        port_seed_state_dict({"rednet_fc.conv2_foo.weight": torch.zeros(1)})
+        port_seed_state_dict({"rednet_fc.conv2_foo.weight": torch.zeros(1)}, 3, True)

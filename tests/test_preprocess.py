@@ -80,7 +80,7 @@ def test_pos_recovers_affine_camera():
 def test_canonical_face_is_already_aligned():
     """The mean face at the canonical placement seen by our camera needs no change."""
     lm = _landmarks_with_five(_canonical_five_2d())
-    alignment = estimate_alignment(lm, FIVE_3D, (224, 224))
+    alignment = estimate_alignment(lm, FIVE_3D, (224, 224), 224)
     # Perspective of a 25 mm deep nose at 1 m moves points by < 3 %: near identity.
     np.testing.assert_allclose(alignment.matrix[:, :2], np.eye(2), atol=0.03)
     np.testing.assert_allclose(alignment.matrix[:, 2], 0.0, atol=3.0)
@@ -90,12 +90,12 @@ def test_alignment_undoes_known_scale_and_translation():
     """A crop placed into a larger photo by a known similarity is found again."""
     crop = _face_image()
     lm_crop = _landmarks_with_five(_canonical_five_2d())
-    reference = estimate_alignment(lm_crop, FIVE_3D, (224, 224))
+    reference = estimate_alignment(lm_crop, FIVE_3D, (224, 224), 224)
     s, t = 2.5, np.array([130.0, 75.0])
     forward = np.array([[s, 0, t[0]], [0, s, t[1]]])  # crop -> photo, continuous px
     photo = warp_to_crop(crop, Alignment(forward, 800, (224, 224)))[:700]  # 800 wide, 700 high
     lm_photo = lm_crop * s + t
-    out, lm_out, alignment = align_face(photo, lm_photo, FIVE_3D)
+    out, lm_out, alignment = align_face(photo, lm_photo, FIVE_3D, 224)
     assert out.shape == (224, 224, 3) and alignment.source_size == (700, 800)
     expected = reference.matrix[:, :2] @ np.linalg.inv(forward[:, :2])
     np.testing.assert_allclose(alignment.matrix[:, :2], expected, rtol=1e-9)
@@ -108,7 +108,7 @@ def test_alignment_undoes_known_scale_and_translation():
 
 def test_alignment_round_trip_and_identity():
     lm = _landmarks_with_five(_canonical_five_2d() * 3 + 40)
-    alignment = estimate_alignment(lm, FIVE_3D, (900, 700))
+    alignment = estimate_alignment(lm, FIVE_3D, (900, 700), 224)
     pts = np.array([[10.0, 20.0], [650.0, 880.0]])
     np.testing.assert_allclose(alignment.to_image(alignment.to_crop(pts)), pts, atol=1e-3)
     assert alignment.scale == pytest.approx(1 / 3, rel=0.03)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from lib.config.schema import LossConfig, PreprocessConfig
 from lib.errors import UserError
+from lib.facemodel.builtin import build_builtin_face_model
 from lib.facemodel.schema import PARSING_CLASSES
 from lib.preprocess import Preprocessor, detect_face, detect_landmarks, estimate_alignment, read_image
 from lib.visualize.preprocess import draw_overlay
@@ -41,7 +42,7 @@ def _files():
 
 @pytest.fixture(scope="module")
 def processed():
-    pre = Preprocessor(PreprocessConfig(aligned=True), SKIN)
+    pre = Preprocessor(PreprocessConfig(aligned=True), SKIN, None, crop_size=224)
     results = {}
     for path in _files():
         try:
@@ -126,13 +127,13 @@ def test_unaligned_photo_is_cropped_and_drawn_back():
     """A frontal crop enlarged 1.8x into a bigger canvas: alignment finds the face again
     and maps crop landmarks back onto the canvas."""
     crop = _frontal_photo()
-    direct = detect_landmarks(crop)
+    direct = detect_landmarks(crop, "mediapipe")
     scale, shift = 1.8, np.array([150.0, 60.0])
     big = np.asarray(Image.fromarray(crop).resize((403, 403), Image.BICUBIC))  # 224 * 1.8
     canvas = np.full((560, 700, 3), 90, np.uint8)
     canvas[60:463, 150:553] = big
-    result = Preprocessor(PreprocessConfig(aligned=False), SKIN, face_model=FAKE_MODEL)(canvas, "canvas")
-    reference = estimate_alignment(direct, FIVE_3D, (224, 224))
+    result = Preprocessor(PreprocessConfig(aligned=False), SKIN, FAKE_MODEL, crop_size=224)(canvas, "canvas")
+    reference = estimate_alignment(direct, FIVE_3D, (224, 224), 224)
     assert result.alignment.scale == pytest.approx(reference.scale / scale, rel=0.03)
     np.testing.assert_allclose(result.landmarks, reference.to_crop(direct), atol=3.0)
     np.testing.assert_allclose(result.alignment.to_image(result.landmarks), direct * scale + shift, atol=4.0)
@@ -143,10 +144,10 @@ def test_small_face_in_a_large_photo():
     """A face of ~1/60 of the frame (below the short-range detector's reach) is found
     through the full-range detector, with the same landmarks as in its own crop."""
     face = _frontal_photo()
-    direct = detect_landmarks(face)
+    direct = detect_landmarks(face, "mediapipe")
     canvas = np.full((1500, 2000, 3), 100, np.uint8)
     canvas[700:924, 1300:1524] = face
-    found = detect_landmarks(canvas)
+    found = detect_landmarks(canvas, "mediapipe")
     assert found is not None
     np.testing.assert_allclose(found, direct + [1300, 700], atol=3.0)
 
@@ -158,16 +159,16 @@ def test_several_faces_take_the_largest(caplog):
     canvas[38:262, 10:234] = face
     canvas[75:225, 360:510] = small
     with caplog.at_level(logging.WARNING):
-        found = detect_face(canvas, name="two.png")
+        found = detect_face(canvas, "mediapipe", name="two.png")
     assert found is not None and found.points68[:, 0].max() < 260
     assert "two.png: 2 faces found" in caplog.text
 
 
 def test_no_face_is_none_and_user_error():
     blank = np.full((240, 320, 3), 200, np.uint8)
-    assert detect_landmarks(blank) is None
+    assert detect_landmarks(blank, "mediapipe") is None
     with pytest.raises(UserError, match="blank.png: no face found"):
-        Preprocessor(PreprocessConfig(aligned=False), SKIN, face_model=FAKE_MODEL)(blank, "blank.png")
+        Preprocessor(PreprocessConfig(aligned=False), SKIN, FAKE_MODEL, crop_size=224)(blank, "blank.png")
 
 
 def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
@@ -175,12 +176,12 @@ def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
     dlib's iBUG points (normalised by the outer-eye-corner distance), and the 68-point
     parser (no dense mesh) still yields the expected classes."""
     pytest.importorskip("dlib")
-    pre = Preprocessor(PreprocessConfig(aligned=True, landmarks="dlib"), SKIN)
+    pre = Preprocessor(PreprocessConfig(aligned=True, landmarks="dlib"), SKIN, None, crop_size=224)
     folder = os.path.join(SAMPLES, "1")
     errors = []
     for name in sorted(os.listdir(folder)):
         image = read_image(os.path.join(folder, name))
-        ours, theirs = detect_landmarks(image), detect_landmarks(image, backend="dlib")
+        ours, theirs = detect_landmarks(image, "mediapipe"), detect_landmarks(image, backend="dlib")
         assert ours is not None and theirs is not None, name
         errors.append(np.linalg.norm(ours - theirs, axis=1).mean() / np.linalg.norm(theirs[36] - theirs[45]))
         result = pre(image, name)
@@ -195,7 +196,7 @@ def test_dlib_backend_agrees_with_mediapipe_on_frontal_views():
 def test_realigning_aligned_samples_with_the_builtin_model_changes_little():
     """The samples were cropped by the seed (BFM template); our POS alignment against the
     built-in model's mean face must give nearly the same crop (same camera, face size)."""
-    pre = Preprocessor(PreprocessConfig(aligned=False), SKIN)
+    pre = Preprocessor(PreprocessConfig(aligned=False), SKIN, build_builtin_face_model(), crop_size=224)
     folder = os.path.join(SAMPLES, "1")
     for name in sorted(os.listdir(folder)):
         alignment = pre(read_image(os.path.join(folder, name)), name).alignment
@@ -210,16 +211,16 @@ def test_loss_skin_weights_reach_photo_preprocessing():
     path = _files()[0]
     image = read_image(path)
     custom = (0.1, 0.2, 0.3)
-    face = Preprocessor(PreprocessConfig(aligned=True), custom)(image, path)
+    face = Preprocessor(PreprocessConfig(aligned=True), custom, None, crop_size=224)(image, path)
     assert np.isclose(face.skin_weight[..., None], custom).any(-1).all()
     assert np.isclose(face.skin_weight, 0.2).any() and np.isclose(face.skin_weight, 0.3).any()
-    default = Preprocessor(PreprocessConfig(aligned=True), SKIN)(image, path)
+    default = Preprocessor(PreprocessConfig(aligned=True), SKIN, None, crop_size=224)(image, path)
     assert not np.isclose(default.skin_weight, 0.2).any()
 
 
 def test_skin_weights_key_the_preprocessing_cache(tmp_path):
     from data.cache import PreprocessCache
 
-    a = PreprocessCache(str(tmp_path), Preprocessor(PreprocessConfig(aligned=True), SKIN))
-    b = PreprocessCache(str(tmp_path), Preprocessor(PreprocessConfig(aligned=True), (0.1, 0.2, 0.3)))
+    a = PreprocessCache(str(tmp_path), Preprocessor(PreprocessConfig(aligned=True), SKIN, None, crop_size=224))
+    b = PreprocessCache(str(tmp_path), Preprocessor(PreprocessConfig(aligned=True), (0.1, 0.2, 0.3), None, crop_size=224))
     assert a.key != b.key

@@ -251,7 +251,7 @@ def test_a_killed_generation_leaves_no_cache_temporaries(tmp_path):
     face_model = load_face_model("builtin")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    root = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px)}"
+    root = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px, cfg.render)}"
     (root / f"train-2.tmp{dead.pid}").mkdir(parents=True)
     (root / f"train-2.tmp{dead.pid}" / "rgb.npy").write_bytes(b"half")
     (root / f"val-9.tmp{os.getppid()}").mkdir()  # a live generator's

@@ -349,7 +349,7 @@ def test_backends_agree_at_full_size_float32():
     out = {}
     for backend in ("torch", "numba"):
         verts, cols = vertices.clone().requires_grad_(), colors.clone().requires_grad_()
-        result = render_mesh(verts, faces, {"c": cols}, (224, 224), backend=backend)
+        result = render_mesh(verts, faces, {"c": cols}, (224, 224), cull_backfaces=True, backend=backend)
         (result.images["c"] * weights).sum().backward()
         images = result.images["c"].detach()
         out[backend] = (result.face_index, result.barycentrics.detach(), images, verts.grad, cols.grad)
@@ -369,8 +369,8 @@ def test_backends_agree_at_full_size_float32():
 def test_cuda_matches_cpu():
     vertices, faces = posed_face_like_mesh(20.0, torch.float32)
     colors = torch.rand_like(vertices)
-    cpu = render_mesh(vertices, faces, {"c": colors}, (224, 224), backend="torch")
-    gpu = render_mesh(vertices.cuda(), faces.cuda(), {"c": colors.cuda()}, (224, 224))
+    cpu = render_mesh(vertices, faces, {"c": colors}, (224, 224), cull_backfaces=True, backend="torch")
+    gpu = render_mesh(vertices.cuda(), faces.cuda(), {"c": colors.cuda()}, (224, 224), cull_backfaces=True, backend="auto")
     same = cpu.face_index == gpu.face_index.cpu()
     assert same.float().mean() > 0.9999
     np.testing.assert_allclose(gpu.images["c"].cpu()[same].numpy(), cpu.images["c"][same].numpy(), atol=1e-4)
@@ -386,7 +386,7 @@ def test_render_mesh_attributes_and_mask(backend):
         "labels": torch.rand(1, vertices.shape[1], 10, generator=generator),
         "depth64": vertices[..., 2:].double(),
     }
-    result = render_mesh(vertices, faces, attributes, (40, 40), backend=backend)
+    result = render_mesh(vertices, faces, attributes, (40, 40), cull_backfaces=True, backend=backend)
     assert torch.equal(result.mask[..., 0], (result.face_index >= 0).float())
     for name, value in attributes.items():
         alone = interpolate(value, faces, result.face_index, result.barycentrics, backend=backend)
@@ -406,13 +406,13 @@ def test_render_mesh_constant_attributes_get_no_gradient_but_pass_one(backend):
     labels = torch.rand(1, vertices.shape[1], 10, generator=generator, dtype=torch.float64)
     verts = vertices.clone().requires_grad_(True)
     weights = {name: torch.rand(1, 24, 24, width, dtype=torch.float64) for name, width in (("rgb", 3), ("labels", 10))}
-    images = render_mesh(verts, faces, {"rgb": colours, "labels": labels}, (24, 24), backend=backend).images
+    images = render_mesh(verts, faces, {"rgb": colours, "labels": labels}, (24, 24), cull_backfaces=True, backend=backend).images
     loss = sum((images[k] * w).sum() for k, w in weights.items())
     grad_verts, grad_colours = torch.autograd.grad(loss, (verts, colours))
     assert not labels.requires_grad
     # Reference: both attributes learnable and stacked together (the previous behaviour).
     verts2, both = vertices.clone().requires_grad_(True), torch.cat([colours.detach(), labels], -1).requires_grad_(True)
-    image = render_mesh(verts2, faces, {"both": both}, (24, 24), backend=backend).images["both"]
+    image = render_mesh(verts2, faces, {"both": both}, (24, 24), cull_backfaces=True, backend=backend).images["both"]
     loss2 = (image * torch.cat([weights["rgb"], weights["labels"]], -1)).sum()
     ref_verts, ref_both = torch.autograd.grad(loss2, (verts2, both))
     torch.testing.assert_close(grad_colours, ref_both[..., :3])
@@ -446,6 +446,8 @@ def test_render_builtin_face_frontal_and_yawed(tmp_path):
         morphable.faces,
         {"rgb": instance.colors, "labels": labels.float()[None].expand(2, -1, -1), "normals": instance.normals},
         size,
+        cull_backfaces=True,
+        backend="auto",
     )
     rgb = result.images["rgb"].clamp(0, 1) ** (1 / 2.2)  # linear -> display
     picture = torch.cat([rgb[0], rgb[1]], dim=1)
@@ -490,7 +492,7 @@ def test_numba_threads_split_work_identically(batch):
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             verts, cols = vertices.clone().requires_grad_(), colors.clone().requires_grad_()
-            result = render_mesh(verts, faces, {"rgb": cols}, (50, 40), backend="numba")
+            result = render_mesh(verts, faces, {"rgb": cols}, (50, 40), cull_backfaces=True, backend="numba")
             (result.images["rgb"] * torch.linspace(0, 1, 40)[:, None]).sum().backward()
             outputs.append((result.face_index, result.images["rgb"].detach(), verts.grad, cols.grad))
     finally:

@@ -34,7 +34,7 @@ def rendered_views():
     cfg = load_config(None)
     data_cfg = dataclasses.replace(cfg.data, image_size=SIZE)
     return generate_split(load_face_model("builtin"), data_cfg, cfg.loss, "val", 2, progress=False,
-                          feature_dilation_px=cfg.preprocess.feature_dilation_px)["rgb"]
+                          feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)["rgb"]
 
 
 def write_views(folder, views):

@@ -35,17 +35,17 @@ def _cfg(num_train=3, num_val=2) -> Config:
 def test_deterministic_and_independent_of_count(face_model):
     cfg = _cfg()
     a = generate_split(face_model, cfg.data, cfg.loss, "train", 3,
-                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     b = generate_split(face_model, cfg.data, cfg.loss, "train", 2,
-                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     for key in a:
         np.testing.assert_array_equal(a[key][:2], b[key], err_msg=key)
     val = generate_split(face_model, cfg.data, cfg.loss, "val", 1,
-                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     assert not np.array_equal(val["gt_identity"][0], a["gt_identity"][0])  # splits differ
     other = _cfg()
     other.data.synthetic.seed = 5
-    c = generate_split(face_model, other.data, other.loss, "train", 1, progress=False, feature_dilation_px=other.preprocess.feature_dilation_px)
+    c = generate_split(face_model, other.data, other.loss, "train", 1, progress=False, feature_dilation_px=other.preprocess.feature_dilation_px, render=other.render)
     assert not np.array_equal(c["gt_identity"][0], a["gt_identity"][0])
 
 
@@ -53,7 +53,7 @@ def test_cache_written_read_back_and_keyed(face_model, tmp_path):
     cfg = _cfg()
     train, val = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
     assert (len(train), len(val)) == (3, 2)
-    folder = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px)}"
+    folder = tmp_path / f"synthetic-{cache_key(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px, cfg.render)}"
     assert sorted(os.listdir(folder)) == ["train-3", "val-2"]
     assert (folder / "train-3" / "rgb.npy").is_file()
     again, _ = build_synthetic(face_model, cfg, str(tmp_path), progress=False)
@@ -61,8 +61,11 @@ def test_cache_written_read_back_and_keyed(face_model, tmp_path):
         torch.testing.assert_close(train[1][key], again[1][key])
     changed = _cfg()
     changed.data.synthetic.yaw_jitter_deg = 1.0
-    assert cache_key(face_model, changed.data, changed.loss, 5) != cache_key(face_model, cfg.data, cfg.loss, 5)
-    assert cache_key(face_model, cfg.data, cfg.loss, 7) != cache_key(face_model, cfg.data, cfg.loss, 5)
+    r = cfg.render
+    assert cache_key(face_model, changed.data, changed.loss, 5, r) != cache_key(face_model, cfg.data, cfg.loss, 5, r)
+    assert cache_key(face_model, cfg.data, cfg.loss, 7, r) != cache_key(face_model, cfg.data, cfg.loss, 5, r)
+    no_culling = dataclasses.replace(r, cull_backfaces=False)
+    assert cache_key(face_model, cfg.data, cfg.loss, 5, no_culling) != cache_key(face_model, cfg.data, cfg.loss, 5, r)
 
 
 def test_sample_contract_and_ground_truth(face_model, tmp_path):
@@ -97,7 +100,7 @@ def test_skin_weight_is_the_preprocessing_map_of_the_parsing(face_model, tmp_pat
     through generate_split and build_synthetic."""
     cfg = _cfg()
     a = generate_split(face_model, cfg.data, cfg.loss, "val", 1,
-                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
     for v in range(a["parsing"].shape[1]):
         expected = skin_attention_weights(a["parsing"][0, v], cfg.loss.skin_weights,
                                           int(round(cfg.preprocess.feature_dilation_px * SIZE / 224)))
@@ -128,5 +131,5 @@ def test_fresh_training_subjects_every_epoch(face_model, tmp_path):
     later = fresh[1]
     assert later["name"] == "synthetic-train-0000003"
     assert not torch.equal(later["gt_shape"], cached[1]["gt_shape"])
-    direct = generate_split(face_model, cfg.data, cfg.loss, "train", 4, False, feature_dilation_px=cfg.preprocess.feature_dilation_px)["gt_shape"][3]
+    direct = generate_split(face_model, cfg.data, cfg.loss, "train", 4, False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)["gt_shape"][3]
     torch.testing.assert_close(later["gt_shape"], torch.from_numpy(direct))

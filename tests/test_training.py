@@ -283,7 +283,7 @@ def renders(face_model):
     cfg = Config()
     cfg.data.image_size = 224
     return generate_split(face_model, cfg.data, cfg.loss, "val", 3,
-                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px)
+                          progress=False, feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
 
 
 def _pixel_face_tree(root, renders, face_model) -> str:

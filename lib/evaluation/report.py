@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from lib.config.schema import RenderConfig  # noqa: E402
 from lib.geometry import CAMERA_DISTANCE_MM, focal_length, vertex_normals  # noqa: E402
 from lib.render import render_mesh  # noqa: E402
 
@@ -96,12 +97,12 @@ def error_colours(errors: np.ndarray, max_mm: float) -> np.ndarray:
 
 
 def render_error_heatmap(
-    verts: np.ndarray, faces: np.ndarray, errors: np.ndarray, max_mm: float, size: int
+    verts: np.ndarray, faces: np.ndarray, errors: np.ndarray, max_mm: float, size: int, render: RenderConfig
 ) -> np.ndarray:
     """Frontal render of a model-space mesh coloured by per-vertex error, with a scale bar.
 
     verts [V, 3] mm in model space (+z toward the camera), faces [F, 3], errors [V] mm
-    (NaN: grey). The mesh is centred, moved along z until it fills about 90% of the
+    (NaN: grey); render: `render.*` (culling, backend). The mesh is centred, moved along z until it fills about 90% of the
     frame (any face model size), and lit from the camera so the shape reads.
     Returns uint8 [size, size + bar, 3].
     """
@@ -117,7 +118,8 @@ def render_error_heatmap(
     # Ambient + head-on diffuse: enough shading to see the surface under the colours.
     light = 0.35 + 0.65 * normals[..., 2:3].clamp(min=0.0)
     colours = torch.as_tensor(error_colours(errors, max_mm), dtype=torch.float32)[None] * light
-    result = render_mesh(v, f, {"rgb": colours}, (size, size))
+    result = render_mesh(v, f, {"rgb": colours}, (size, size), cull_backfaces=render.cull_backfaces,
+                         backend=render.backend)
     image = result.images["rgb"][0] + (1.0 - result.mask[0])  # white background
     rgb = (image.clamp(0, 1) ** (1 / 2.2) * 255).round().to(torch.uint8).numpy()
     return _with_scale_bar(rgb, max_mm)

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lib.config.schema import Config, EvalConfig
+from lib.config.schema import Config, EvalConfig, RenderConfig
 from lib.errors import UserError
 from lib.evaluation.now import NowResult, error_statistics, now_scan_to_mesh, vertex_errors
 from lib.evaluation.report import (
@@ -95,17 +95,19 @@ def read_record(path: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def evaluate_sample(methods: dict, face_model: FaceModel, scan: Scan, options: EvalConfig, folder: str) -> dict:
+def evaluate_sample(methods: dict, face_model: FaceModel, scan: Scan, options: EvalConfig, render: RenderConfig,
+                    folder: str) -> dict:
     """Align and measure every method's mesh against one scan; write its files
-    (<method>_distances.npy, <method>_heatmap.png). methods: name -> verts [V, 3]
-    model space mm, in face_model's topology. Returns {name: statistics}."""
+    (<method>_distances.npy, <method>_heatmap.png rendered with `render.*`). methods:
+    name -> verts [V, 3] model space mm, in face_model's topology. Returns {name: statistics}."""
     stats = {}
     for name, verts in methods.items():
         result = measure(verts, face_model, scan, options)
         stats[name] = error_statistics(result.distances)
         np.save(os.path.join(folder, f"{name}_distances.npy"), result.distances.astype(np.float32))
         errors = vertex_errors(result.aligned_verts, scan.verts, scan.faces, result.centre, result.radius)
-        heatmap = render_error_heatmap(verts, face_model.faces, errors, options.heatmap_max_mm, options.heatmap_size)
+        heatmap = render_error_heatmap(verts, face_model.faces, errors, options.heatmap_max_mm, options.heatmap_size,
+                                       render)
         save_png(os.path.join(folder, f"{name}_heatmap.png"), heatmap)
     return stats
 
@@ -184,7 +186,7 @@ def evaluate_samples(
             if predict is not None:
                 meshes = {PREDICTION: predict(sample), **meshes}
                 write_obj(os.path.join(folder, "prediction.obj"), meshes[PREDICTION], face_model.faces)
-            stats = evaluate_sample(meshes, face_model, scan, cfg.eval, folder)
+            stats = evaluate_sample(meshes, face_model, scan, cfg.eval, cfg.render, folder)
             record = {"key": key, "name": sample["name"], "stats": stats}
             write_json(done, record)  # written last: marks the sample finished
         else:

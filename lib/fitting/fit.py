@@ -314,7 +314,8 @@ def fit_views(
     loss_cfg: LossConfig,
     render_cfg: RenderConfig,
     init: FaceCoefficients | None = None,
-    expression_per_view: bool = True,
+    *,
+    expression_per_view: bool,
     progress: bool = False,
 ) -> FitResult:
     """Fit the face model to the views of one subject.

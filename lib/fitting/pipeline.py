@@ -169,7 +169,8 @@ def write_subject(
         front = int(evaluated_view(coeffs.rotation[None], view_mask)[0])
         shape = instance.shape[front]  # = evaluated_shape(morphable, coeffs, view_mask)[0]
         albedo = instance.albedo[front].clamp(0, 1)
-        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors.clamp(0, 1)}, size)
+        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors.clamp(0, 1)}, size,
+                             cull_backfaces=cfg.render.cull_backfaces, backend=cfg.render.backend)
 
     write_obj(os.path.join(folder, "mesh.obj"), shape.numpy(), face_model.faces, colors=albedo.numpy())
     row = {"name": prepared.name, "mode": mode, "views": len(prepared.view_names)}
@@ -204,9 +205,9 @@ def write_subject(
         figures.append(figure)
     yaw = cfg.fit.novel_yaw_deg
     novel = [
-        shaded_render(shape, morphable.faces, size, yaw_deg=yaw),
-        shaded_render(shape, morphable.faces, size, yaw_deg=-yaw),
-        shaded_render(shape, morphable.faces, size, yaw_deg=0.0, colors=albedo),
+        shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=yaw),
+        shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=-yaw),
+        shaded_render(shape, morphable.faces, size, cfg.render, yaw_deg=0.0, colors=albedo),
     ]
     row.update(landmark_summary(result))
     title = f"{prepared.name}  ({mode}; landmark median {row['landmark_median_px']:.2f} px)"

@@ -40,7 +40,7 @@ def photometric_loss(
     return (w * dist).sum() / w.sum().clamp_min(1e-8)
 
 
-def landmark_weights(heavy: float = 20.0, num: int = 68, device=None) -> torch.Tensor:
+def landmark_weights(heavy: float, num: int = 68, device=None) -> torch.Tensor:
     """[num] float: `heavy` on HEAVY_LANDMARKS, 1 elsewhere (68-point order)."""
     w = torch.ones(num, device=device)
     w[list(i for i in HEAVY_LANDMARKS if i < num)] = heavy

@@ -88,7 +88,7 @@ def identity_alignment(size: int) -> Alignment:
     return Alignment(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), size, (size, size))
 
 
-def estimate_alignment(landmarks68: np.ndarray, model_points: np.ndarray, source_size: tuple[int, int], crop_size: int = 224) -> Alignment:
+def estimate_alignment(landmarks68: np.ndarray, model_points: np.ndarray, source_size: tuple[int, int], crop_size: int) -> Alignment:
     """The crop transform for a face with [68, 2] landmarks (source px).
 
     model_points: [5, 3] mm from `model_five_points`. source_size: (H, W) of the photo.
@@ -123,7 +123,7 @@ def warp_to_crop(image: np.ndarray, alignment: Alignment) -> np.ndarray:
     return cv2.warpAffine(source, cv_matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def align_face(image: np.ndarray, landmarks68: np.ndarray, model_points: np.ndarray, crop_size: int = 224) -> tuple[np.ndarray, np.ndarray, Alignment]:
+def align_face(image: np.ndarray, landmarks68: np.ndarray, model_points: np.ndarray, crop_size: int) -> tuple[np.ndarray, np.ndarray, Alignment]:
     """Crop a photo around its face.
 
     image: uint8 [H, W, 3]; landmarks68: [68, 2] px in `image`; model_points: [5, 3] mm.

@@ -179,7 +179,7 @@ def get_backend(name: str = "mediapipe") -> LandmarkBackend:
     return _instances[key]
 
 
-def detect_face(image: np.ndarray, backend: str = "mediapipe", name: str = "image") -> FaceLandmarks | None:
+def detect_face(image: np.ndarray, backend: str, name: str = "image") -> FaceLandmarks | None:
     """The most prominent (largest) face in `image`, or None when there is none.
 
     image: [H, W, 3] (or gray / RGBA, see `to_rgb`) of any size. Several faces: the
@@ -197,6 +197,8 @@ def detect_face(image: np.ndarray, backend: str = "mediapipe", name: str = "imag
 
 def detect_landmarks(image: np.ndarray, backend: str = "mediapipe") -> np.ndarray | None:
     """DESIGN contract: image uint8 [H, W, 3] RGB of any size -> float32 [68, 2] (x, y)
-    pixel coordinates of the most prominent face in iBUG order, or None without a face."""
+    pixel coordinates of the most prominent face in iBUG order, or None without a face.
+    The default backend is the contract's (`detect_landmarks(image)`); the library's
+    own path (`Preprocessor`) passes `preprocess.landmarks` to `detect_face`."""
     face = detect_face(image, backend)
     return None if face is None else face.points68.copy()

@@ -44,11 +44,13 @@ class Preprocessor:
 
     cfg: PreprocessConfig. skin_weights: `loss.skin_weights` (background, skin,
     features) of the skin-attention maps. face_model: the FaceModel whose mean shape
-    defines the alignment template (default: the built-in model; only needed when not
-    aligned). crop_size: side of the crops (DataConfig.image_size).
+    defines the alignment template (None only when cfg.aligned: nothing is aligned).
+    crop_size: side of the crops (data.image_size, or fit.crop_size for test_sample.py).
     """
 
-    def __init__(self, cfg: PreprocessConfig, skin_weights, face_model=None, crop_size: int = 224):
+    def __init__(self, cfg: PreprocessConfig, skin_weights, face_model, *, crop_size: int):
+        if face_model is None and not cfg.aligned:
+            raise ValueError("Preprocessor: a face model is needed to align photos (preprocess.aligned=false)")
         self.cfg = cfg
         self.skin_weights = tuple(float(w) for w in skin_weights)
         self.crop_size = int(crop_size)
@@ -68,10 +70,6 @@ class Preprocessor:
     def model_points(self) -> np.ndarray:
         """[5, 3] mm alignment points of the face model (built on first use)."""
         if self._model_points is None:
-            if self._face_model is None:
-                from lib.facemodel.builtin import build_builtin_face_model
-
-                self._face_model = build_builtin_face_model()
             self._model_points = model_five_points(self._face_model)
         return self._model_points
 

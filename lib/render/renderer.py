@@ -32,8 +32,9 @@ def render_mesh(
     faces: torch.Tensor,
     attributes: dict[str, torch.Tensor],
     image_size: tuple[int, int],
-    cull_backfaces: bool = True,
-    backend: str = "auto",
+    *,
+    cull_backfaces: bool,
+    backend: str,
 ) -> RenderResult:
     """Render B meshes sharing one topology.
 
@@ -41,7 +42,7 @@ def render_mesh(
     outside; attributes: name -> [B, V, C] per-vertex values (linear RGB colours,
     albedo, normals, one-hot parsing labels, depth...); image_size (H, W);
     cull_backfaces drops triangles facing away from the camera; backend as in
-    `rasterize`. Differentiable w.r.t. vertices (through the barycentrics) and the
+    `rasterize` (callers pass `render.*`: no defaults here). Differentiable w.r.t. vertices (through the barycentrics) and the
     attributes; see doc/renderer.md for what gets no gradient.
     """
     screen = project(vertices, image_size)
@@ -56,7 +57,7 @@ def interpolate_all(
     faces: torch.Tensor,
     face_index: torch.Tensor,
     barycentrics: torch.Tensor,
-    backend: str = "auto",
+    backend: str,
 ) -> dict[str, torch.Tensor]:
     """`interpolate` for several attributes: those of one dtype are stacked along C and
     interpolated in one pass (one gather per pixel instead of one per attribute).

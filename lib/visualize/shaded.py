@@ -6,6 +6,7 @@ import math
 import numpy as np
 import torch
 
+from lib.config.schema import RenderConfig
 from lib.geometry import euler_to_matrix, rigid_transform, vertex_normals
 from lib.render import render_mesh
 from lib.shading import sh_shade
@@ -22,6 +23,7 @@ def shaded_render(
     shape: torch.Tensor,
     faces: torch.Tensor,
     image_size: tuple[int, int],
+    render: RenderConfig,
     yaw_deg: float = 0.0,
     pitch_deg: float = 0.0,
     colors: torch.Tensor | None = None,
@@ -29,7 +31,7 @@ def shaded_render(
     """Render a model-space mesh turned by yaw/pitch (degrees) at the canonical placement.
 
     shape [V, 3] mm (model space, e.g. `FaceInstance.shape[i]`); faces long [F, 3];
-    colors [V, 3] albedo in [0, 1] or None for grey clay. The mesh is centred on its
+    colors [V, 3] albedo in [0, 1] or None for grey clay; render: `render.*`. The mesh is centred on its
     bounding box first, so any fit lands in the middle of the frame. Returns uint8
     [H, W, 3] on a dark background.
     """
@@ -42,7 +44,8 @@ def shaded_render(
         albedo = colors.float()[None] if colors is not None else torch.full_like(verts, CLAY_ALBEDO)
         lighting = torch.tensor(_KEY_LIGHT * 3)[None]  # [1, 27], R G B alike
         shaded = sh_shade(albedo, normals, lighting)
-        result = render_mesh(verts, faces, {"color": shaded}, image_size)
+        result = render_mesh(verts, faces, {"color": shaded}, image_size, cull_backfaces=render.cull_backfaces,
+                             backend=render.backend)
         mask = result.mask[0]
         image = result.images["color"][0] * mask + torch.tensor(BACKGROUND) * (1 - mask)
     return np.round(image.clamp(0, 1).numpy() * 255).astype(np.uint8)
