@@ -44,7 +44,8 @@ def head_turn_frames() -> np.ndarray:
     coeffs = FaceCoefficients(**{**coeffs.as_dict(), "rotation": rotation})
     with torch.no_grad():
         instance = morphable(coeffs, (SIZE, SIZE))
-        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE))
+        render = render_mesh(instance.vertices, morphable.faces, {"color": instance.colors}, (SIZE, SIZE),
+                             cull_backfaces=True, backend="auto")
     image = render.images["color"].clamp(0, 1) * render.mask + 0.35 * (1 - render.mask)
     frames = (image * 255).round().to(torch.uint8).numpy()
     for k, yaw in enumerate(YAWS):
