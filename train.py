@@ -103,8 +103,9 @@ def main(argv=None) -> int:
         trainer = Trainer(model, face_model, train_set, val_set, cfg, args.out, save_checkpoint, load_checkpoint,
                           info, device)
         if info.is_main:
+            group = f"; DDP over {torch.distributed.get_backend()}" if info.enabled else ""
             print(f"training on {device} x {info.world_size}: {len(train_set)} train / {len(val_set)} val subjects, "
-                  f"{sum(p.numel() for p in model.parameters()):,} parameters, output in {args.out}")
+                  f"{sum(p.numel() for p in model.parameters()):,} parameters, output in {args.out}{group}")
         history = trainer.fit()
     finally:
         shutdown_distributed()

@@ -74,6 +74,7 @@ class PreprocessCache:
         if preprocessor.cfg.parser == "bisenet":
             settings["bisenet_sha256"] = file_digest(preprocessor.cfg.bisenet_weights)
         self.settings = settings
+        self._digests: dict[str, tuple[tuple[int, int], str]] = {}  # path -> ((mtime ns, size), digest)
         self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = os.path.join(root, f"preprocess-{self.key}")
         os.makedirs(self.folder, exist_ok=True)
@@ -87,12 +88,28 @@ class PreprocessCache:
     def _entry(self, digest: str) -> str:
         return os.path.join(self.folder, digest[:2], digest)
 
+    def digest(self, path: str) -> str:
+        """`file_digest(path)`, remembered while the file keeps its size and modification
+        time: training reads every photo each epoch, and hashing a photo of a few MB
+        costs more than the rest of loading its view (doc/gpu.md). Datasets prepare
+        every photo before the loader's workers start, so the workers inherit it."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return file_digest(path)  # raises the one-line UserError
+        key = (stat.st_mtime_ns, stat.st_size)
+        known = self._digests.get(path)
+        if known is None or known[0] != key:
+            known = (key, file_digest(path))
+            self._digests[path] = known
+        return known[1]
+
     def get(self, path: str) -> dict[str, np.ndarray]:
         """The arrays of `path` (read-only memory maps), preprocessing it if needed.
 
         Raises UserError("<path>: ...") for a bad photo, from the cache or fresh.
         """
-        entry = self._entry(file_digest(path))
+        entry = self._entry(self.digest(path))
         if os.path.isdir(entry):
             return {name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r") for name in ARRAYS}
         if os.path.isfile(entry + ".error"):

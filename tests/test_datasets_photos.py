@@ -192,6 +192,21 @@ def test_cache_reuses_rebuilds_and_survives_workers(tmp_path, preprocessor, monk
     assert not [f for f in os.listdir(os.path.dirname(digest_entry)) if f.endswith(".tmp")]
 
 
+def test_cache_hashes_a_photo_again_only_when_it_changes(tmp_path, preprocessor, monkeypatch):
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"first content")
+    cache = PreprocessCache(str(tmp_path / "c"), preprocessor)
+    hashed = []
+    monkeypatch.setattr("data.cache.file_digest", lambda path: hashed.append(path) or file_digest(path))
+    first = cache.digest(str(photo))
+    assert cache.digest(str(photo)) == first == file_digest(str(photo)) and len(hashed) == 1
+    photo.write_bytes(b"other content, longer")
+    assert cache.digest(str(photo)) == file_digest(str(photo)) != first and len(hashed) == 2
+    os.remove(photo)
+    with pytest.raises(UserError, match="p.jpg: cannot be read"):
+        cache.digest(str(photo))
+
+
 @needs_samples
 def test_dataloader_workers_read_the_cache(tmp_path, preprocessor):
     seed = tmp_path / "samples"

@@ -2,7 +2,10 @@
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them training runs as one
 process, or `spawn_local` starts a group of CPU processes on this machine and sets
-the same variables itself (train.processes). Backend: nccl on CUDA, gloo on CPU.
+the same variables itself (train.processes). Under a launcher the process group
+exists even for one process (`torchrun --nproc_per_node=1`), so one GPU runs the
+same DDP path as eight. Backend: gloo on CPU; on CUDA nccl for CUDA tensors plus gloo
+for CPU tensors (the loop's metric sums are CPU tensors, which nccl refuses).
 torch's SyncBatchNorm only runs on accelerators, so on CPU `convert_sync_batchnorm`
 swaps in `CpuSyncBatchNorm`, which all-reduces the batch statistics through
 autograd-aware collectives.
@@ -26,19 +29,17 @@ from lib.errors import UserError
 
 @dataclass(frozen=True)
 class DistInfo:
-    """rank / world_size over all processes, local_rank on this node."""
+    """rank / world_size over all processes, local_rank on this node; enabled: a
+    process group exists (training under a launcher, also with world_size 1)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    enabled: bool = False
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
 
 
 def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
@@ -54,20 +55,25 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def process_group_backend(device: torch.device) -> str:
+    """The init_process_group backend for a process training on `device`: gloo on CPU;
+    on CUDA nccl for CUDA tensors and gloo for CPU ones."""
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+
+
 def init_distributed(device_preference: str = "auto") -> tuple[DistInfo, torch.device]:
-    """Join the process group described by torchrun's environment (single process
-    without it) and pick this process's device (train.device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group described by the launcher's environment (torchrun or
+    `spawn_local`; a single process without one) and pick this process's device
+    (train.device)."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
-    if world <= 1:
+    if not under_launcher():
         return DistInfo(), device
-    info = DistInfo(int(os.environ["RANK"]), world, local_rank)
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), local_rank, enabled=True)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=process_group_backend(device))
     return info, device
 
 

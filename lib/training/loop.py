@@ -229,8 +229,9 @@ class Trainer:
         return coeffs.map(lambda t: t.float())
 
     def _all_finite(self, value: torch.Tensor) -> bool:
-        """True when `value` is finite on every rank (all ranks must agree to skip)."""
-        bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=self.device)
+        """True when `value` is finite on every rank (all ranks must agree to skip).
+        One host synchronisation (the final read), which on a GPU stalls the queue."""
+        bad = (~torch.isfinite(value).all()).to(torch.float32).reshape(1)
         return all_reduce_sum(bad, self.info).item() == 0
 
     def _train_step(self, batch: dict, use_parsing: bool) -> dict | None:
@@ -260,7 +261,8 @@ class Trainer:
                 f"{self.epoch + 1} (train.lr={self.tc.lr}); the last good state is in "
                 f"{os.path.join(self.ckpt_dir, 'last.pt')}; lower train.lr"
             )
-        return {k: v.item() for k, v in result.terms.items()}
+        names = list(result.terms)  # read together: one host synchronisation, not one per term
+        return dict(zip(names, torch.stack([result.terms[k] for k in names]).tolist()))
 
     def _note_skip(self, epoch: int, index: int) -> None:
         self.nan_streak += 1
