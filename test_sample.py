@@ -1,7 +1,8 @@
 """Reconstruct faces from folders of views: textured meshes and overlay pictures out.
 
 Modes: --checkpoint FILE (network), --fit (fitting only), both (network, then
-fitting refines it). Without --checkpoint the fit is used. Without --input it runs on
+fitting refines it). Without --checkpoint the fit is used. --video FILE takes its
+views from a head-turn video (doc/video.md). Without --input or --video it runs on
 demo subjects rendered from the face model and prints their error against the ground
 truth. Per subject it writes OUT/<subject>/ (see doc/fitting.md) and skips subjects
 already complete for the same request (mode, checkpoint, face model, settings,
@@ -22,7 +23,7 @@ from lib.cli import describe_os_error, make_parser, parse_config, run
 from lib.config.schema import Config
 from lib.errors import UserError
 from lib.facemodel import load_face_model, photo_face_model
-from lib.fitting.inputs import discover_subjects
+from lib.fitting.inputs import discover_subjects, safe_name
 from lib.fitting.request import changed_keys, clear_outputs, demo_request, photo_request, run_request
 from lib.fitting.pipeline import (
     PreparedSubject,
@@ -93,12 +94,19 @@ def main(argv=None) -> int:
     parser = make_parser(__doc__.splitlines()[0], "configs/synthetic.yaml", "runs/test_sample", "test_sample.py")
     parser.add_argument("--input", default="", help="folder of views (samples/ layout or one folder per subject); "
                         "default: demo subjects rendered from the face model")
+    parser.add_argument("--video", default="", help="a head-turn video: the sharpest frames nearest "
+                        "video.target_yaw_deg become one subject's views (instead of --input)")
     parser.add_argument("--checkpoint", default="", help="trained network checkpoint (network prediction)")
     parser.add_argument("--fit", action="store_true", help="fit by analysis-by-synthesis (refines --checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects whose results already exist")
     args, cfg = parse_config(parser, argv)
-    # A bad --input is reported before anything else is loaded or printed.
+    # A bad --input / --video is reported before anything else is loaded or printed.
+    if args.input and args.video:
+        raise UserError("give --input or --video, not both")
+    if args.video and not os.path.isfile(args.video):
+        raise UserError(f"--video {args.video}: file not found")
     subjects = discover_subjects(args.input) if args.input else None
+    photos = bool(args.input or args.video)
     torch.manual_seed(cfg.train.seed)
     if cfg.fit.num_threads > 0:
         torch.set_num_threads(cfg.fit.num_threads)
@@ -115,9 +123,9 @@ def main(argv=None) -> int:
         face_model = network.face_model
         morphable = MorphableModel(face_model)
         predictor = lambda prepared: network.predict_views(prepared.target(), morphable)  # noqa: E731
-        if args.input and network.cfg.data.dataset == "synthetic":
+        if photos and network.cfg.data.dataset == "synthetic":
             print(f"note: {SYNTHETIC_ON_PHOTOS.format(path=args.checkpoint)}", file=sys.stderr)
-    elif args.input:
+    elif photos:
         face_model, notice = photo_face_model(cfg.face_model)
         morphable = MorphableModel(face_model)
         if notice:
@@ -129,7 +137,16 @@ def main(argv=None) -> int:
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
     shared = run_request(cfg, mode, args.checkpoint, face_model)
 
-    if args.input:
+    if args.video:
+        from lib.preprocess.pipeline import Preprocessor
+        from lib.video import video_subject
+
+        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
+        name = safe_name(os.path.splitext(os.path.basename(args.video))[0])
+        folder = os.path.join(args.out, name)
+        jobs = [(name, lambda f=folder: prepare_subject(video_subject(args.video, f, morphable, cfg), preprocessor),
+                 lambda: {**photo_request(shared, [args.video]), "video": dataclasses.asdict(cfg.video)})]
+    elif args.input:
         from lib.preprocess.pipeline import Preprocessor
 
         preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)

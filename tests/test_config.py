@@ -66,7 +66,7 @@ def test_presets_load(name):
     assert cfg.data.image_size > 0
 
 
-@pytest.mark.parametrize("script", ["train.py", "test_pixel_face.py", "test_sample.py"])
+@pytest.mark.parametrize("script", ["train.py", "test_pixel_face.py", "test_sample.py", "demo.py"])
 def test_entry_points_reject_bad_input_in_one_line(script, tmp_path):
     out = subprocess.run(
         [sys.executable, script, "--out", str(tmp_path), "train.nonsense=1"],
@@ -77,7 +77,7 @@ def test_entry_points_reject_bad_input_in_one_line(script, tmp_path):
     assert "unknown key 'train.nonsense'" in out.stderr
 
 
-@pytest.mark.parametrize("script", ["train.py", "test_pixel_face.py", "test_sample.py"])
+@pytest.mark.parametrize("script", ["train.py", "test_pixel_face.py", "test_sample.py", "demo.py"])
 def test_entry_points_have_help(script):
     out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--config" in out.stdout and "--out" in out.stdout

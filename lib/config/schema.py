@@ -249,6 +249,27 @@ class FitConfig:
 
 
 @dataclass
+class VideoConfig:
+    """Choosing views from a head-turn video (test_sample.py --video, the demo; doc/video.md)."""
+
+    max_frames: int = 90  # frames examined, spread evenly over the video (decoding every one is slow)
+    target_yaw_deg: list = field(default_factory=lambda: [-35.0, 0.0, 35.0])  # left, front, right (data.synthetic's yaws)
+    yaw_window_deg: float = 5.0  # the sharpest frame within this of a target yaw wins
+    max_yaw_error_deg: float = 20.0  # a target with no frame this close is left out (fewer views)
+    sharpness_size: int = 128  # px side of the face box rescaled before measuring sharpness
+    steps_pose: int = 20  # L-BFGS evaluations of the per-frame pose (landmarks only) for the yaw
+    steps_shape: int = 60  # then of shared identity, per-frame expression and pose
+
+
+@dataclass
+class DemoConfig:
+    """The browser demo (demo.py)."""
+
+    host: str = "127.0.0.1"  # localhost only; 0.0.0.0 serves the network (no authentication)
+    port: int = 7860
+
+
+@dataclass
 class Config:
     face_model: FaceModelConfig = field(default_factory=FaceModelConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -259,6 +280,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
 
 @dataclass(frozen=True)
@@ -387,13 +410,21 @@ RANGES: dict[str, Range] = {
     "fit.demo_subjects": COUNT,
     "fit.novel_yaw_deg": Range(-90, 90),
     "fit.num_threads": NON_NEGATIVE,
+    "video.max_frames": COUNT,
+    "video.target_yaw_deg": Range(-90, 90),
+    "video.yaw_window_deg": NON_NEGATIVE,
+    "video.max_yaw_error_deg": NON_NEGATIVE,
+    "video.sharpness_size": Range(16),
+    "video.steps_pose": NON_NEGATIVE,
+    "video.steps_shape": NON_NEGATIVE,
+    "demo.port": Range(1, 65535),
 }
 """Dotted key -> allowed range, for every int / float / list-of-numbers setting."""
 
 RESUME_SAFE: tuple[str, ...] = (
     "train.epochs", "train.save_every", "train.val_every", "train.log_images_every", "train.last_every_minutes",
     "train.progress", "train.num_threads", "train.processes", "train.device", "train.nan_patience",
-    "data.num_workers", "data.cache_dir", "eval", "fit",
+    "data.num_workers", "data.cache_dir", "eval", "fit", "video", "demo",
 )
 """Settings (a dotted key, or a whole section) that may differ when train.py resumes
 a run: how long, how often to save / validate / log, on what hardware, and the

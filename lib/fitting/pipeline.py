@@ -27,7 +27,7 @@ from lib.fitting.inputs import Subject
 from lib.fitting.photo_space import surface_maps, write_photo_view, write_view_maps
 from lib.fitting.report import coefficient_report, view_agreement
 from lib.fitting.texture import bake_texture
-from lib.meshio import write_obj
+from lib.meshio import write_glb, write_now_prediction, write_obj
 from lib.morphable import FaceCoefficients, MorphableModel
 from lib.preprocess.image_io import read_image
 from lib.preprocess.landmark_accuracy import detector_error_estimate
@@ -176,10 +176,11 @@ def write_subject(
     rerun can tell whether the results still answer it.
 
     Files: mesh.obj (per-vertex albedo colours), textured.obj/.mtl/.png (when the
-    face model has UVs), view<k>.png per view, sheet.png, coeffs.json, coeffs.npz,
-    per view the depth and normal maps (lib.fitting.photo_space), for photos the
-    photo-space JSON and overlay, and last result.json (the summary row; marks the
-    subject complete).
+    face model has UVs), mesh.glb (textured, or coloured without UVs), now/<name>.obj
+    + .npy + .txt (NoW submission), view<k>.png per view, sheet.png, coeffs.json,
+    coeffs.npz, per view the depth and normal maps (lib.fitting.photo_space), for
+    photos the photo-space JSON and overlay, and last result.json (the summary row;
+    marks the subject complete).
     """
     start = time.perf_counter()
     check_finite(result, prepared.name)
@@ -208,7 +209,16 @@ def write_subject(
             os.path.join(folder, "textured.obj"), shape.numpy(), face_model.faces,
             uv_coords=face_model.uv_coords, uv_faces=face_model.uv_faces, texture=baked.image,
         )
+        write_glb(
+            os.path.join(folder, "mesh.glb"), shape.numpy(), face_model.faces,
+            uv_coords=face_model.uv_coords, uv_faces=face_model.uv_faces, texture=baked.image,
+        )
         row["texture_baked_fraction"] = baked.baked_fraction
+    else:
+        write_glb(os.path.join(folder, "mesh.glb"), shape.numpy(), face_model.faces, colors=albedo.numpy())
+    now7 = face_model.extra_landmarks["now7"]
+    write_now_prediction(os.path.join(folder, "now"), prepared.name, shape.numpy(), face_model.faces,
+                         shape.numpy()[now7])
 
     figures = []
     for k, view_name in enumerate(prepared.view_names):
