@@ -77,7 +77,7 @@ def validation_split(cfg, face_model, out: str):
     # Subject i depends only on (seed, split, i): the same subjects train.py validates on.
     arrays = generate_split(face_model, cfg.data, cfg.loss, "val", cfg.data.synthetic.num_val, progress=True,
                             feature_dilation_px=cfg.preprocess.feature_dilation_px, render=cfg.render)
-    dataset = SyntheticMultiView(arrays, "val")
+    dataset = SyntheticMultiView(arrays, "val", list(cfg.data.synthetic.present_views))
     return dataset, lambda s, i: synthetic_scan(s["gt_shape"].numpy(), face_model, cfg.eval, i)
 
 

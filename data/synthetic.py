@@ -1,7 +1,10 @@
 """Synthetic multi-view faces with known ground truth: the embedded default dataset.
 
 Each subject draws identity, expression, albedo and SH lighting from the face model
-(spreads from `SyntheticDataConfig`) and is rendered with our renderer from three
+(spreads from `SyntheticDataConfig`; a model with bounded expression coefficients,
+`FaceModel.exp_range`, e.g. ICT-FaceKit's blendshape weights in [0, 1], gets the
+normal draw clipped to that range, so about half its blendshapes are off and the
+others partly on) and is rendered with our renderer from three
 yaws (left, front, right) with jitter in rotation, translation and scale over a
 smooth random background. Ground truth kept per subject: the model-space mesh
 (`gt_shape`, mm), 3D landmarks, the coefficients, and per view the projected 68
@@ -31,6 +34,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from lib.config.schema import Config, DataConfig, LossConfig, RenderConfig, SyntheticDataConfig
+from lib.errors import UserError
 from lib.facemodel.schema import FaceModel
 from lib.geometry import CAMERA_DISTANCE_MM
 from lib.morphable import FaceCoefficients, MorphableModel
@@ -54,8 +58,9 @@ def skin_attention(parsing: torch.Tensor, weights: list, dilation_px_224: int) -
 def _fingerprint(face_model: FaceModel) -> str:
     digest = hashlib.sha1(face_model.name.encode())
     for array in (face_model.mean_shape, face_model.id_basis, face_model.exp_basis, face_model.albedo_mean,
-                  face_model.faces, face_model.region_labels):
-        digest.update(np.ascontiguousarray(array).tobytes())
+                  face_model.faces, face_model.region_labels, face_model.exp_range):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -65,7 +70,8 @@ def cache_key(
     """Hash of everything that changes the generated arrays (not render.backend: the
     backends agree, tests/test_render.py)."""
     synthetic = dataclasses.asdict(data_cfg.synthetic)
-    synthetic.pop("fresh_train")  # how the training set is served, not what a subject is
+    for served in ("fresh_train", "present_views"):  # how samples are served, not what a subject is
+        synthetic.pop(served)
     settings = {
         "version": CACHE_VERSION,
         "face_model": _fingerprint(face_model),
@@ -109,9 +115,12 @@ def _draw_coefficients(face_model: FaceModel, cfg: SyntheticDataConfig, rng: np.
     scale = 1.0 + jitter(cfg.scale_jitter, views)
     tz = CAMERA_DISTANCE_MM * (1.0 - 1.0 / scale)
     translation = np.concatenate([rng.uniform(-1, 1, (views, 2)) * cfg.translation_jitter_mm, tz[:, None]], axis=1)
+    expression = rng.normal(0, cfg.exp_std, face_model.num_exp)
+    if face_model.exp_range is not None:
+        expression = np.clip(expression, *face_model.exp_range)
     return {
         "identity": rng.normal(0, cfg.id_std, face_model.num_id),
-        "expression": rng.normal(0, cfg.exp_std, face_model.num_exp),
+        "expression": expression,
         "albedo": rng.normal(0, cfg.tex_std, face_model.num_tex),
         "lighting": lighting,
         "rotation": np.deg2rad(rotation),
@@ -212,10 +221,24 @@ def load_or_generate(
     return result
 
 
-def _sample(subject: dict, name: str) -> dict:
+def view_mask(num_views: int, present_views: list) -> torch.Tensor:
+    """bool [num_views]: the views listed in `data.synthetic.present_views` (empty:
+    all). UserError for an index outside 0..num_views-1."""
+    if not present_views:
+        return torch.ones(num_views, dtype=torch.bool)
+    bad = [v for v in present_views if not 0 <= int(v) < num_views]
+    if bad:
+        raise UserError(f"data.synthetic.present_views={present_views}: view indices must be in 0..{num_views - 1}")
+    mask = torch.zeros(num_views, dtype=torch.bool)
+    mask[[int(v) for v in present_views]] = True
+    return mask
+
+
+def _sample(subject: dict, name: str, present: torch.Tensor) -> dict:
     """The DESIGN.md sample dict of one subject's arrays (`SubjectRenderer` layout):
     rgb float [Vw, 3, H, W] in [0, 1]; parsing long [Vw, H, W]; skin_weight float
-    [Vw, H, W]; landmarks float [Vw, 68, 2] px; view_mask bool [Vw] (all true);
+    [Vw, H, W]; landmarks float [Vw, 68, 2] px; view_mask bool [Vw] (`present`, the
+    views the sample offers; the others are still stored but masked everywhere);
     landmarks3d float [P, 3] mm; gt_shape float [V, 3] mm; gt_coeffs dict of float
     tensors; name str."""
     t = lambda key: torch.from_numpy(np.array(subject[key]))  # noqa: E731
@@ -225,7 +248,7 @@ def _sample(subject: dict, name: str) -> dict:
         "parsing": t("parsing").long(),
         "skin_weight": t("skin_weight"),
         "landmarks": t("landmarks"),
-        "view_mask": torch.ones(rgb.shape[0], dtype=torch.bool),
+        "view_mask": present.clone(),
         "landmarks3d": t("landmarks3d"),
         "gt_shape": t("gt_shape"),
         "gt_coeffs": {k[3:]: t(k) for k in subject if k.startswith("gt_") and k != "gt_shape"},
@@ -234,18 +257,20 @@ def _sample(subject: dict, name: str) -> dict:
 
 
 class SyntheticMultiView(Dataset):
-    """Samples (see `_sample`) over stacked arrays from `load_or_generate` / `generate_split`."""
+    """Samples (see `_sample`) over stacked arrays from `load_or_generate` / `generate_split`;
+    present_views as `data.synthetic.present_views` (empty: all views)."""
 
-    def __init__(self, arrays: dict, split: str):
+    def __init__(self, arrays: dict, split: str, present_views: list):
         self.arrays = arrays
         self.split = split
+        self.present = view_mask(arrays["rgb"].shape[1], present_views)
 
     def __len__(self) -> int:
         return self.arrays["rgb"].shape[0]
 
     def __getitem__(self, index: int) -> dict:
         subject = {k: v[index] for k, v in self.arrays.items()}
-        return _sample(subject, f"synthetic-{self.split}-{index:05d}")
+        return _sample(subject, f"synthetic-{self.split}-{index:05d}", self.present)
 
 
 class FreshSyntheticMultiView(Dataset):
@@ -254,8 +279,9 @@ class FreshSyntheticMultiView(Dataset):
     DataLoader workers see it) index i is subject e * length + i of the 'train' split.
     Deterministic by (seed, epoch, index), hence resumable mid-epoch."""
 
-    def __init__(self, renderer: SubjectRenderer, length: int):
+    def __init__(self, renderer: SubjectRenderer, length: int, present_views: list):
         self.renderer, self.length, self.epoch = renderer, length, 0
+        self.present = view_mask(len(renderer.syn.yaw_deg), present_views)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -265,17 +291,19 @@ class FreshSyntheticMultiView(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         subject_id = self.epoch * self.length + index
-        return _sample(self.renderer("train", subject_id), f"synthetic-train-{subject_id:07d}")
+        return _sample(self.renderer("train", subject_id), f"synthetic-train-{subject_id:07d}", self.present)
 
 
 def build_synthetic(face_model: FaceModel, cfg: Config, cache_dir: str, progress: bool = True) -> tuple[Dataset, Dataset]:
     """(train, val) datasets: val (and train unless `data.synthetic.fresh_train`)
     generated on first use and cached under `cache_dir`; skin-attention maps use
-    `preprocess.feature_dilation_px` like photos."""
+    `preprocess.feature_dilation_px` like photos. Both offer only the views of
+    `data.synthetic.present_views` (training on one view and validating on it)."""
     syn = cfg.data.synthetic
+    present = list(syn.present_views)
     if syn.fresh_train:
         arrays = load_or_generate(face_model, cfg, cache_dir, {"val": syn.num_val}, progress)
         renderer = SubjectRenderer(face_model, cfg.data, cfg.loss, cfg.preprocess.feature_dilation_px, cfg.render)
-        return FreshSyntheticMultiView(renderer, syn.num_train), SyntheticMultiView(arrays["val"], "val")
+        return FreshSyntheticMultiView(renderer, syn.num_train, present), SyntheticMultiView(arrays["val"], "val", present)
     arrays = load_or_generate(face_model, cfg, cache_dir, {"train": syn.num_train, "val": syn.num_val}, progress)
-    return SyntheticMultiView(arrays["train"], "train"), SyntheticMultiView(arrays["val"], "val")
+    return SyntheticMultiView(arrays["train"], "train", present), SyntheticMultiView(arrays["val"], "val", present)

@@ -4,7 +4,7 @@
       -> per view input [4, H, W]: RGB mapped to [-1, 1], then the parsing label as a
          float 0..9 (model.parsing_input "label": unscaled, as the seed feeds its
          face_mask; the first conv's BatchNorm takes care of the range), or
-         [13, H, W] with the label one-hot ("one_hot")
+         [13, H, W] with the label one-hot ("one_hot"), or [3, H, W] RGB alone ("none")
       -> MulEnUNet (fusion) -> [B, (V+1) * 64w, H, W]
       -> RedNet (backbone)  -> [B, 2048w, 1, 1]
       -> CoefficientHeads (heads) -> FaceCoefficients with N = B * V rows, row b*V + v
@@ -34,7 +34,8 @@ from models.layers import kaiming_init
 from models.rednet import RedNet
 from models.unet import MulEnUNet
 
-PARSING_INPUTS = ("label", "one_hot")
+PARSING_INPUTS = ("label", "one_hot", "none")
+PARSING_CHANNELS = {"label": 1, "one_hot": NUM_PARSING_CLASSES, "none": 0}
 PER_VIEW = ("expression", "rotation", "translation")
 
 
@@ -56,6 +57,8 @@ def check_model_config(cfg: ModelConfig, image_size: int) -> None:
         )
     if not 1 <= len(cfg.rednet_layers) <= 4 or min(cfg.rednet_layers) < 1:
         raise UserError(f"model.rednet_layers needs 1 to 4 positive block counts, got {cfg.rednet_layers}")
+    if cfg.rednet_op not in RedNet.SPATIAL_OPS:
+        raise UserError(f"model.rednet_op must be one of {', '.join(RedNet.SPATIAL_OPS)}, got {cfg.rednet_op!r}")
     resolve_implementation(cfg.involution, 0, 0)  # UserError for unknown or unavailable ones
     factor = 2 ** (len(cfg.unet_channels) - 1)
     if image_size % factor:
@@ -95,11 +98,13 @@ class MVRNet(nn.Module):
         check_model_config(model_cfg, image_size)
         self.num_views = model_cfg.num_views
         self.image_size = image_size
-        self.one_hot = model_cfg.parsing_input == "one_hot"
-        in_channels = 3 + (NUM_PARSING_CLASSES if self.one_hot else 1)
-        self.fusion = MulEnUNet(in_channels, list(model_cfg.unet_channels), self.num_views, model_cfg.width)
+        self.parsing_input = model_cfg.parsing_input
+        in_channels = 3 + PARSING_CHANNELS[self.parsing_input]
+        self.fusion = MulEnUNet(in_channels, list(model_cfg.unet_channels), self.num_views, model_cfg.width,
+                                model_cfg.attention_gates)
         self.backbone = RedNet(
-            self.fusion.out_channels, list(model_cfg.rednet_layers), model_cfg.width, model_cfg.involution
+            self.fusion.out_channels, list(model_cfg.rednet_layers), model_cfg.width, model_cfg.involution,
+            model_cfg.rednet_op,
         )
         self.heads = CoefficientHeads(
             self.backbone.out_channels,
@@ -117,12 +122,16 @@ class MVRNet(nn.Module):
 
     def network_input(self, rgb: torch.Tensor, parsing: torch.Tensor) -> torch.Tensor:
         """rgb [B, V, 3, H, W] in [0, 1], parsing [B, V, H, W] long 0..9 ->
-        [B, V, 4, H, W] (label) or [B, V, 13, H, W] (one_hot)."""
-        if self.one_hot:
+        [B, V, 4, H, W] (label), [B, V, 13, H, W] (one_hot) or [B, V, 3, H, W] (none:
+        the parsing map is ignored)."""
+        image = rgb * 2.0 - 1.0
+        if self.parsing_input == "none":
+            return image
+        if self.parsing_input == "one_hot":
             labels = F.one_hot(parsing.long(), NUM_PARSING_CLASSES).permute(0, 1, 4, 2, 3)
         else:
             labels = parsing.unsqueeze(2)
-        return torch.cat([rgb * 2.0 - 1.0, labels.to(rgb.dtype)], dim=2)
+        return torch.cat([image, labels.to(rgb.dtype)], dim=2)
 
     def _check_inputs(self, rgb, parsing, view_mask) -> None:
         size = self.image_size

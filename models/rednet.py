@@ -14,6 +14,10 @@ mirror the seed's mmcv modules so that its state dict maps key for key (doc/netw
     global average pool -> [B, 2048, 1, 1]
 
 The seed also builds an MLP (`pts_net`) that its forward never uses; it is not built here.
+
+`op="conv3x3"` (the ablation `model.rednet_op: conv3x3`) puts a plain 3x3 convolution
+(no bias, same stride) wherever an involution stands, stem included: a ResNet-50 with
+the same widths, to ask what the involutions themselves add.
 """
 from __future__ import annotations
 
@@ -57,15 +61,25 @@ class Involution(nn.Module):
         return involution(x, weight, self.kernel_size, self.stride, self.implementation)
 
 
+def spatial_layer(channels: int, kernel_size: int, stride: int, implementation: str, op: str) -> nn.Module:
+    """The layer in an involution's place: Involution(channels, kernel_size, stride), or
+    for op "conv3x3" a 3x3 convolution channels -> channels with that stride (padding 1,
+    no bias: a BatchNorm follows either way). [B, C, H, W] -> [B, C, ceil(H/s), ceil(W/s)]."""
+    if op == "conv3x3":
+        return nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+    return Involution(channels, kernel_size, stride, implementation)
+
+
 class Bottleneck(nn.Module):
     """1x1 conv -> 7x7 involution (stride) -> 1x1 conv, each with BN; residual; ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, implementation: str):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, implementation: str,
+                 op: str = "involution"):
         super().__init__()
         mid = out_channels // EXPANSION
         self.conv1 = nn.Conv2d(in_channels, mid, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = Involution(mid, BOTTLENECK_KERNEL, stride, implementation)
+        self.conv2 = spatial_layer(mid, BOTTLENECK_KERNEL, stride, implementation, op)
         self.bn2 = nn.BatchNorm2d(mid)
         self.conv3 = nn.Conv2d(mid, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
@@ -85,17 +99,23 @@ class Bottleneck(nn.Module):
 
 
 class RedNet(nn.Module):
-    """RedNet backbone: [B, Cin, H, W] -> globally pooled features [B, out_channels, 1, 1]."""
+    """RedNet backbone: [B, Cin, H, W] -> globally pooled features [B, out_channels, 1, 1].
+    op: "involution" (the paper) or "conv3x3" (see the module docstring)."""
 
-    def __init__(self, in_channels: int, layers: list[int], width: float = 1.0, implementation: str = "auto"):
+    SPATIAL_OPS = ("involution", "conv3x3")
+
+    def __init__(self, in_channels: int, layers: list[int], width: float = 1.0, implementation: str = "auto",
+                 op: str = "involution"):
         super().__init__()
         if not 1 <= len(layers) <= len(STAGE_STRIDES) or min(layers) < 1:
             raise ValueError(f"RedNet needs 1 to 4 stages of at least one block, got {layers}")
+        if op not in self.SPATIAL_OPS:
+            raise ValueError(f"RedNet op must be one of {self.SPATIAL_OPS}, got {op!r}")
         stem = scale_channels(STEM_CHANNELS, width)
         half = scale_channels(STEM_CHANNELS // 2, width)
         self.stem = nn.Sequential(
             ConvModule(in_channels, half, 3, stride=2),
-            Involution(half, STEM_KERNEL, 1, implementation),
+            spatial_layer(half, STEM_KERNEL, 1, implementation, op),
             nn.BatchNorm2d(half),
             nn.ReLU(inplace=True),
             ConvModule(half, stem, 3),
@@ -105,8 +125,8 @@ class RedNet(nn.Module):
         self.stage_names = []
         for i, blocks in enumerate(layers):
             out = EXPANSION * scale_channels(BASE_CHANNELS * 2**i, width)
-            stage = [Bottleneck(previous, out, STAGE_STRIDES[i], implementation)]
-            stage += [Bottleneck(out, out, 1, implementation) for _ in range(blocks - 1)]
+            stage = [Bottleneck(previous, out, STAGE_STRIDES[i], implementation, op)]
+            stage += [Bottleneck(out, out, 1, implementation, op) for _ in range(blocks - 1)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
             self.stage_names.append(f"layer{i + 1}")
             previous = out

@@ -13,6 +13,9 @@ At width 1 with the seed's channels (64, 128, 256, 512, 1024) and 3 views:
 
 The seed (network/Tri_Unet.py, class Tri_UNet) returns the last concatenation as well
 and never calls its `conv9`; that unused DoubleConv(256, 64) is not built here.
+
+`attention_gates=False` (the ablation `model.attention_gates: false`) builds no gates:
+gated_v = s_v * keep_v, plain concatenation of the skips (same channel counts).
 """
 from __future__ import annotations
 
@@ -81,7 +84,8 @@ class Encoder(nn.Module):
 class MulEnUNet(nn.Module):
     """Multi-encoder attention UNet fusing `num_views` views into one map at input size."""
 
-    def __init__(self, in_channels: int, channels: list[int], num_views: int, width: float = 1.0):
+    def __init__(self, in_channels: int, channels: list[int], num_views: int, width: float = 1.0,
+                 attention_gates: bool = True):
         super().__init__()
         if len(channels) < 2:
             raise ValueError("MulEnUNet needs at least two levels")
@@ -94,13 +98,14 @@ class MulEnUNet(nn.Module):
         previous = num_views * ch[-1]
         for j, c in enumerate(skip_levels):
             ups.append(nn.ConvTranspose2d(previous, c, 2, stride=2))
-            gates.append(nn.ModuleList(AttentionGate(c, c, max(1, c // 2)) for _ in range(num_views)))
+            if attention_gates:
+                gates.append(nn.ModuleList(AttentionGate(c, c, max(1, c // 2)) for _ in range(num_views)))
             if j < len(skip_levels) - 1:
                 decoders.append(DoubleConv((num_views + 1) * c, c))
             previous = c
         self.ups = nn.ModuleList(ups)
         self.decoders = nn.ModuleList(decoders)
-        self.gates = nn.ModuleList(gates)
+        self.gates = nn.ModuleList(gates) if attention_gates else None
         self.out_channels = (num_views + 1) * ch[0]
 
     def forward(self, views: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,8 +117,10 @@ class MulEnUNet(nn.Module):
             x = up(x)
             level = self.levels - 2 - j
             gated = []
-            for v, gate in enumerate(self.gates[j]):
-                skip = gate(x, features[v][level])
+            for v in range(self.num_views):
+                skip = features[v][level]
+                if self.gates is not None:
+                    skip = self.gates[j][v](x, skip)
                 if keep is not None:
                     skip = skip * keep[:, v].view(-1, 1, 1, 1).to(skip.dtype)
                 gated.append(skip)

@@ -37,9 +37,15 @@ class ModelConfig:
     fused_channels: int = 256  # channels of the fused map fed to RedNet (at width 1)
     rednet_layers: list = field(default_factory=lambda: [3, 4, 6, 3])  # RedNet-50
     involution: str = "auto"  # auto | unfold | lean | triton
+    # Ablations (doc/network.md): RedNet's spatial op, "involution" (the paper) or
+    # "conv3x3" (a plain 3x3 convolution with the same stride in its place); attention
+    # gates on the skips (false: the skips are concatenated ungated).
+    rednet_op: str = "involution"
+    attention_gates: bool = True
     expression_per_view: bool = True  # False: one expression shared by the views (the seed's code)
     # How the parsing map enters the network: "label" (the seed's one channel, class
-    # index 0..9 as a float) or "one_hot" (10 channels; learns faster, doc/network.md).
+    # index 0..9 as a float), "one_hot" (10 channels; learns faster, doc/network.md) or
+    # "none" (RGB only: the ablation without the parsing channel).
     parsing_input: str = "label"
     num_views: int = 3
     # Pose-head output bounds (doc/network.md): rotation = limit * tanh(raw) radians;
@@ -81,6 +87,9 @@ class SyntheticDataConfig:
     # Render the training set on the fly, new subjects every epoch (no memorising a
     # fixed pool); validation subjects stay fixed and cached.
     fresh_train: bool = False
+    # Views (indices into yaw_deg) the samples offer to training and validation; the
+    # others are masked (view_mask false). [1]: the front view alone.
+    present_views: list = field(default_factory=lambda: [0, 1, 2])
 
 
 @dataclass
@@ -331,6 +340,7 @@ RANGES: dict[str, Range] = {
     "data.synthetic.num_val": NON_NEGATIVE,
     "data.synthetic.seed": SEED,
     "data.synthetic.yaw_deg": Range(-90, 90),
+    "data.synthetic.present_views": NON_NEGATIVE,  # indices into yaw_deg (upper bound checked by the dataset)
     "data.synthetic.yaw_jitter_deg": NON_NEGATIVE,
     "data.synthetic.pitch_jitter_deg": NON_NEGATIVE,
     "data.synthetic.roll_jitter_deg": NON_NEGATIVE,

@@ -173,6 +173,8 @@ class FaceModel:
                 raise UserError(f"face model '{self.name}': landmark set '{key}' indexes past {v} vertices")
         if self.region_labels.max() >= NUM_PARSING_CLASSES:
             raise UserError(f"face model '{self.name}': region_labels must be below {NUM_PARSING_CLASSES}")
+        if self.exp_range is not None and (self.exp_range.shape != (2,) or not self.exp_range[0] < self.exp_range[1]):
+            raise UserError(f"face model '{self.name}': exp_range must be (low, high) with low < high, got {self.exp_range}")
         if self.uv_coords is not None and self.uv_faces.shape != self.faces.shape:
             raise UserError(f"face model '{self.name}': uv_faces must match faces' shape {self.faces.shape}")
 
