@@ -137,19 +137,18 @@ def main(argv=None) -> int:
     mode = "network+fit" if predictor and fit else "network" if predictor else "fit"
     shared = run_request(cfg, mode, args.checkpoint, face_model)
 
-    if args.video:
+    if photos:
         from lib.preprocess.pipeline import Preprocessor
-        from lib.video import video_subject
 
         preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
+    if args.video:
+        from lib.video import video_subject
+
         name = safe_name(os.path.splitext(os.path.basename(args.video))[0])
         folder = os.path.join(args.out, name)
         jobs = [(name, lambda f=folder: prepare_subject(video_subject(args.video, f, morphable, cfg), preprocessor),
                  lambda: {**photo_request(shared, [args.video]), "video": dataclasses.asdict(cfg.video)})]
     elif args.input:
-        from lib.preprocess.pipeline import Preprocessor
-
-        preprocessor = Preprocessor(cfg.preprocess, cfg.loss.skin_weights, face_model, crop_size=cfg.fit.crop_size)
         jobs = [(s.name, lambda s=s: prepare_subject(s, preprocessor), lambda s=s: photo_request(shared, s.views))
                 for s in subjects]
     else:
