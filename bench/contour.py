@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tarfile
-import tempfile
 
 import numpy as np
 
@@ -129,10 +127,7 @@ def main() -> None:
     if not os.path.isfile(ICT_ARCHIVE):
         print(f"(no ICT-FaceKit at {ICT_ARCHIVE}: nothing to measure)")
         return
-    with tempfile.TemporaryDirectory(prefix="ict_contour_") as tmp:
-        with tarfile.open(ICT_ARCHIVE) as archive:
-            archive.extractall(tmp, filter="data")
-        model = convert_ict(os.path.join(tmp, "FaceXModel"))
+    model = convert_ict(ICT_ARCHIVE)  # unpacks the archive itself
     morphable = MorphableModel(model)
     lines = contour_lines(model.mean_shape, model.landmarks68, CONTOUR_BAND_MM, CONTOUR_INNER)
     detector = MediapipeBackend()

@@ -51,7 +51,6 @@ import argparse
 import math
 import os
 import sys
-import tarfile
 import tempfile
 
 import numpy as np
@@ -275,10 +274,8 @@ def accuracy(backends: list[str], subjects: int, size: int, overlays: str | None
         print(f"(no ICT-FaceKit at {ICT_ARCHIVE}: accuracy table skipped)")
         return
     with tempfile.TemporaryDirectory(prefix="ict_bench_") as tmp:
-        with tarfile.open(ICT_ARCHIVE) as archive:
-            archive.extractall(tmp, filter="data")
         model_path = os.path.join(tmp, "ict.npz")
-        convert_ict(os.path.join(tmp, "FaceXModel")).save(model_path)
+        convert_ict(ICT_ARCHIVE).save(model_path)
         by_yaw: dict = {}
         by_light: dict = {}
         for subject, yaw, light, image, truth in ict_scenes(model_path, subjects):
