@@ -2,7 +2,6 @@
 missing views, attention-gate gradients, config and input errors."""
 import math
 
-import numpy as np
 import pytest
 import torch
 

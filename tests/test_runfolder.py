@@ -3,7 +3,6 @@ errors, stale temporaries of killed runs removed at the next start."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
