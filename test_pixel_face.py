@@ -7,8 +7,9 @@ and the mean face are aligned to the scan the same way (crop, 7-point similarity
 Without --checkpoint only the mean-face baseline is evaluated.
 
 Writes under --out: config.yaml, summary.json, errors.csv / errors.json (per sample),
-cumulative_error.png and samples/<name>/ ('/' in names becomes '_'; prediction.obj, <method>_heatmap.png,
-<method>_distances.npy, result.json). Rerunning with the same --out skips finished
+cumulative_error.png, overview.png (the first samples' figures) and samples/<name>/ ('/' in names
+becomes '_'; prediction.obj, <method>_heatmap.png, <method>_distances.npy, figure.png: the input views, the
+reconstruction and the heat maps; result.json). Rerunning with the same --out skips finished
 samples and rebuilds the summary. See doc/evaluation.md.
 """
 from __future__ import annotations

@@ -53,7 +53,8 @@ from bench.common import machine  # noqa: E402
 from lib.config import Config, config_to_dict, load_config, save_config  # noqa: E402
 from lib.errors import UserError  # noqa: E402
 from lib.evaluation.prediction import evaluated_shape  # noqa: E402
-from lib.evaluation.runner import measure, synthetic_scan  # noqa: E402
+from lib.evaluation.report import save_png  # noqa: E402
+from lib.evaluation.runner import MEAN_FACE, PREDICTION, evaluate_sample, measure, sample_figure, synthetic_scan  # noqa: E402
 from lib.facemodel import load_face_model  # noqa: E402
 from lib.facemodel.schema import FaceModel  # noqa: E402
 
@@ -378,36 +379,17 @@ def _read_rows(out: str, cfg: Config) -> tuple[dict, dict]:
 # -------------------------------------------------------------------------- figure
 def write_figure(ctx: Context, path: str, row: str = "dfmvr_3v") -> bool:
     """Three inputs, the reconstruction and its error heat map (next to the mean
-    face's) for the first held-out subject; False when `row`'s mesh is unknown."""
-    from PIL import Image
-
-    from lib.evaluation.report import render_error_heatmap, save_png
-    from lib.visualize import label, shaded_render
-
-    from lib.evaluation.now import vertex_errors
-
+    face's) for the first held-out subject, drawn as test_pixel_face.py draws each
+    sample (lib.evaluation.runner.sample_figure); False when `row`'s mesh is unknown."""
     if row not in ctx.meshes or "mean_face" not in ctx.meshes:
         return False
-    sample = ctx.val[0]
-    size = 192
-    faces = torch.as_tensor(ctx.face_model.faces)
-    panels = []
-    for v, name in enumerate(("left", "front", "right")):
-        image = (sample["rgb"][v].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
-        panels.append(label(image, f"input: {name}"))
-    recon = shaded_render(torch.as_tensor(ctx.meshes[row], dtype=torch.float32), faces, (size, size), ctx.cfg.render, yaw_deg=-25)
-    panels.append(label(recon, "DF-MVR reconstruction"))
-    for key, text in ((row, "DF-MVR error"), ("mean_face", "mean face error")):
-        result, scan = subject_error(ctx.meshes[key], 0, ctx)
-        errors = vertex_errors(result.aligned_verts, scan.verts, scan.faces, result.centre, result.radius)
-        heat = render_error_heatmap(ctx.meshes[key], ctx.face_model.faces, errors, ctx.cfg.eval.heatmap_max_mm, size,
-                                     ctx.cfg.render)
-        panels.append(label(heat, f"{text}: {result.distances.mean():.2f} mm"))
-    height = max(p.shape[0] for p in panels)
-    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0)), constant_values=255) for p in panels]
+    methods = {PREDICTION: ctx.meshes[row], MEAN_FACE: ctx.meshes["mean_face"]}
+    scan = subject_error(methods[PREDICTION], 0, ctx)[1]
+    folder = os.path.join(ctx.out, "figure")  # the panels' distances and heat maps
+    os.makedirs(folder, exist_ok=True)
+    stats, heatmaps = evaluate_sample(methods, ctx.face_model, scan, ctx.cfg.eval, ctx.cfg.render, folder)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_png(path, np.concatenate(padded, axis=1))
+    save_png(path, sample_figure(ctx.val[0], methods, stats, heatmaps, ctx.face_model, ctx.cfg.render))
     return True
 
 
@@ -470,6 +452,12 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
             f"| {row.label} | **{s['mean']:.3f}** | {s['ci_low']:.3f} - {s['ci_high']:.3f} | {s['median']:.3f} | "
             f"{s['std']:.3f} | {train} | {record['eval_seconds'] / 60:.1f} min | {record.get('load', float('nan')):.1f} |"
         )
+    if results:
+        train = sum(results[name]["train_seconds"] for name in _first_row_of_each_network(results))
+        evaluation = sum(r["eval_seconds"] for r in results.values())
+        lines += ["", f"Wall-clock of the {len(results)} finished rows: {train / 60:.1f} min of training (each network "
+                  f"once) + {evaluation / 60:.1f} min of prediction and evaluation = {(train + evaluation) / 60:.1f} min, "
+                  "plus rendering the data once."]
     lines += ["", "## The paper's claims, here", "",
               "Relative reduction of the mean error, 1 - mean(A) / mean(B), with its paired 95 % bootstrap interval "
               "over the same subjects. \"holds\": the interval lies above 0.", "",
@@ -487,6 +475,12 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
         lines += ["", "## GPU throughput", "", "| autocast | 3-view samples / s | peak GPU memory |", "|---|---|---|"]
         for entry in notes["throughput"]:
             lines.append(f"| {entry['amp']} | {entry['samples_per_s']:.1f} | {entry['peak_mib']:.0f} MiB |")
+    if budget != "gpu":
+        lines += ["", "## GPU budget", "",
+                  "Not on this page: `python bench/multiview.py --budget gpu` (CUDA only, configs/bench_gpu.yaml: a "
+                  "larger network at 128 px, more subjects and steps) writes its own page with the same rows plus "
+                  "training throughput (three-view samples per second, bf16 autocast on and off) and peak GPU memory. "
+                  "GPU results are recorded in doc/gpu.md."]
     if figure:
         lines += ["", "## Picture", "", f"![inputs, reconstruction, error]({figure})", "",
                   "First held-out subject: the three inputs, DF-MVR's reconstruction (3 views), its error heat map "
@@ -506,6 +500,16 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
+
+
+def _first_row_of_each_network(results: dict) -> set:
+    """Names of the finished rows that carry their network's training time (rows
+    sharing a network report the same train.py run)."""
+    first = {}
+    for row in ROWS:
+        if row.name in results and row.network and row.network not in first:
+            first[row.network] = row.name
+    return set(first.values())
 
 
 def embedded_default_lines(cfg: Config, results: dict, builtin_mean_face: float | None) -> list:
@@ -608,12 +612,12 @@ def main(argv=None) -> int:
             raise UserError(f"{config_path}: this --out holds a run with another config; use a new --out")
     save_config(cfg, config_path)
     progress_path = os.path.join(out, "bench_progress.json")
-    notes = {"machine": machine(), "face_model": face_note, "status": {},
-             "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if os.path.isfile(progress_path):
-        with open(progress_path) as f:
-            notes["started"] = json.load(f).get("started", notes["started"])
-    _write_json(progress_path, {"started": notes["started"]})
+    # When and where the run started: kept by reruns, so a resumed run or --report-only
+    # still names the machine and load of the start (each row lists its own load).
+    progress = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+                **(_read_json(progress_path) or {})}
+    _write_json(progress_path, progress)
+    notes = {"machine": progress["machine"], "started": progress["started"], "face_model": face_note, "status": {}}
 
     from data.synthetic import build_synthetic, load_or_generate, SyntheticMultiView
     from lib.morphable import MorphableModel

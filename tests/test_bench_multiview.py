@@ -76,6 +76,11 @@ def test_whole_command_at_a_miniature_budget(tmp_path):
                 for i, g in enumerate(gts.astype(np.float64))]
     np.testing.assert_allclose(rows["mean_face"]["errors"], expected, rtol=1e-9)
     assert f"**{np.mean(expected):.3f}**" in text
+    # the two rows of one network count its training once
+    evaluation = sum(r["eval_seconds"] for r in rows.values())
+    assert (f"finished rows: {rows['dfmvr_3v']['train_seconds'] / 60:.1f} min of training (each network once) + "
+            f"{evaluation / 60:.1f} min") in text
+    assert "## GPU budget" in text  # where the gpu budget's page and results go
 
     # resumable: a rerun trains and evaluates nothing again, and rewrites the document
     stamps = {p: p.stat().st_mtime_ns for p in (out / "rows").iterdir()}

@@ -89,6 +89,33 @@ def test_checkpoint_prediction_and_obj(tmp_path, tiny_checkpoint, capsys):
     assert verts.shape == (face_model.num_vertices, 3) and np.array_equal(faces, face_model.faces)
     assert (folder / "prediction_heatmap.png").is_file()
     assert "prediction" in capsys.readouterr().out
+    check_figures(tmp_path, ["prediction", "mean_face"])
+
+
+def check_figures(out, methods):
+    """figure.png: the three input views, the reconstruction, then each method's heat
+    map, every panel scaled to 192 px high and 4 px apart; overview.png stacks them."""
+    def png(path):
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    def scaled(image):
+        width = round(image.shape[1] * 192 / image.shape[0])
+        return np.asarray(Image.fromarray(image).resize((width, 192), Image.BILINEAR))
+
+    figures = []
+    for name in ("synthetic-val-00000", "synthetic-val-00001"):
+        folder = out / "samples" / name
+        figure = png(folder / "figure.png")
+        heatmaps = [scaled(png(folder / f"{m}_heatmap.png")) for m in methods]
+        widths = [192] * 4 + [h.shape[1] for h in heatmaps]
+        assert figure.shape == (192, sum(widths) + 4 * (len(widths) - 1), 3)
+        right = figure.shape[1]
+        for heatmap in reversed(heatmaps):  # the lower half, below the caption strip
+            assert np.array_equal(figure[96:, right - heatmap.shape[1]:right], heatmap[96:])
+            right -= heatmap.shape[1] + 4
+        figures.append(figure)
+    overview = png(out / "overview.png")
+    assert np.array_equal(overview, np.concatenate([figures[0], np.full((4, figures[0].shape[1], 3), 255), figures[1]]))
 
 
 def test_bad_checkpoint_is_one_line(tmp_path):

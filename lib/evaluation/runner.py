@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from lib.config.schema import Config, EvalConfig, RenderConfig
@@ -37,8 +38,11 @@ from lib.evaluation.report import (
 from lib.evaluation.sampling import sample_surface
 from lib.facemodel.schema import FaceModel
 from lib.meshio import write_obj
+from lib.visualize import reconstruction_figure, shaded_render
 
 PREDICTION, MEAN_FACE = "prediction", "mean_face"
+FIGURE_YAW_DEG = -25.0  # the reconstruction is shown turned, so its depth reads
+OVERVIEW_SAMPLES = 3  # samples stacked in overview.png
 
 
 @dataclass
@@ -96,11 +100,12 @@ def read_record(path: str) -> dict | None:
 
 
 def evaluate_sample(methods: dict, face_model: FaceModel, scan: Scan, options: EvalConfig, render: RenderConfig,
-                    folder: str) -> dict:
+                    folder: str) -> tuple[dict, dict]:
     """Align and measure every method's mesh against one scan; write its files
     (<method>_distances.npy, <method>_heatmap.png rendered with `render.*`). methods:
-    name -> verts [V, 3] model space mm, in face_model's topology. Returns {name: statistics}."""
-    stats = {}
+    name -> verts [V, 3] model space mm, in face_model's topology. Returns
+    ({name: statistics}, {name: heat map uint8 [H, W, 3]})."""
+    stats, heatmaps = {}, {}
     for name, verts in methods.items():
         result = measure(verts, face_model, scan, options)
         stats[name] = error_statistics(result.distances)
@@ -109,7 +114,26 @@ def evaluate_sample(methods: dict, face_model: FaceModel, scan: Scan, options: E
         heatmap = render_error_heatmap(verts, face_model.faces, errors, options.heatmap_max_mm, options.heatmap_size,
                                        render)
         save_png(os.path.join(folder, f"{name}_heatmap.png"), heatmap)
-    return stats
+        heatmaps[name] = heatmap
+    return stats, heatmaps
+
+
+def sample_figure(sample: dict, methods: dict, stats: dict, heatmaps: dict, face_model: FaceModel,
+                  render: RenderConfig) -> np.ndarray:
+    """figure.png of one sample: its present input views, a shaded render of the
+    prediction (when there is one) and every method's error heat map with its mean
+    error. sample: 'rgb' float [Vw, 3, H, W] in [0, 1], 'view_mask' bool [Vw];
+    methods, stats, heatmaps as in `evaluate_sample`. Returns uint8 [192, W, 3]."""
+    mask = sample["view_mask"].bool().tolist()
+    panels = [(f"input: view {v}", (sample["rgb"][v].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round()
+               .astype(np.uint8)) for v in range(len(mask)) if mask[v]]
+    if PREDICTION in methods:
+        render_image = shaded_render(torch.as_tensor(methods[PREDICTION], dtype=torch.float32),
+                                     torch.as_tensor(face_model.faces, dtype=torch.long), (192, 192), render,
+                                     yaw_deg=FIGURE_YAW_DEG)
+        panels.append(("reconstruction", render_image))
+    panels += [(f"{name.replace('_', ' ')} error: {stats[name]['mean']:.2f} mm", heatmaps[name]) for name in methods]
+    return reconstruction_figure(panels)
 
 
 def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg: Config, checkpoint: str,
@@ -121,7 +145,7 @@ def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg: Confi
     mean, median, std, rms pool all scan points of all samples (NoW); RMSE is the seed's
     figure: the mean over samples of each sample's mean distance (its
     test_pixel_face.py:60-78 averaging compute_error.py:93-113 per sample), also given
-    as mean_of_sample_means."""
+    as mean_of_sample_means. overview.png stacks the first samples' figures."""
     summary = {}
     for name, parts in distances.items():
         stats = error_statistics(np.concatenate(parts))
@@ -130,6 +154,7 @@ def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg: Confi
         stats["RMSE"] = stats["mean_of_sample_means"]
         summary[name] = stats
     write_sample_table(rows, os.path.join(out, "errors.csv"))
+    write_overview(out, rows)
     write_json(os.path.join(out, "errors.json"), rows)
     plot_cumulative_errors(
         {name: np.concatenate(parts) for name, parts in distances.items()},
@@ -155,6 +180,19 @@ def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg: Confi
     return summary
 
 
+def write_overview(out: str, rows: list[dict]) -> None:
+    """OUT/overview.png: the figure.png of the first OVERVIEW_SAMPLES samples, stacked
+    (samples reused from a run that drew no figure are passed over)."""
+    from PIL import Image
+
+    paths = [os.path.join(out, "samples", row["name"].replace("/", "_"), "figure.png") for row in rows]
+    figures = [np.asarray(Image.open(p).convert("RGB")) for p in paths if os.path.isfile(p)][:OVERVIEW_SAMPLES]
+    if figures:
+        width = max(f.shape[1] for f in figures)
+        padded = [np.pad(f, ((0, 4), (0, width - f.shape[1]), (0, 0)), constant_values=255) for f in figures]
+        save_png(os.path.join(out, "overview.png"), np.concatenate(padded, axis=0)[:-4])
+
+
 def evaluate_samples(
     samples: Sequence[dict],
     scan_of: Callable[[dict, int], Scan],
@@ -166,7 +204,7 @@ def evaluate_samples(
 ) -> tuple[list[dict], dict[str, list], list[str], int]:
     """Measure the prediction (when `predict`) and the mean face on every sample,
     writing OUT/samples/<name>/ (prediction.obj, per-method distances and heat maps,
-    result.json last); samples whose result.json carries `key` are reused.
+    figure.png with the inputs, result.json last); samples whose result.json carries `key` are reused.
 
     samples: indexable dataset of dicts with 'name'; scan_of(sample, index) -> Scan
     (UserError: the sample is skipped and listed); predict(sample) -> evaluated mesh
@@ -195,7 +233,9 @@ def evaluate_samples(
             if predict is not None:
                 meshes = {PREDICTION: predict(sample), **meshes}
                 write_obj(os.path.join(folder, "prediction.obj"), meshes[PREDICTION], face_model.faces)
-            stats = evaluate_sample(meshes, face_model, scan, cfg.eval, cfg.render, folder)
+            stats, heatmaps = evaluate_sample(meshes, face_model, scan, cfg.eval, cfg.render, folder)
+            save_png(os.path.join(folder, "figure.png"),
+                     sample_figure(sample, meshes, stats, heatmaps, face_model, cfg.render))
             record = {"key": key, "name": sample["name"], "stats": stats}
             write_json(done, record)  # written last: marks the sample finished
         else:

@@ -1,4 +1,5 @@
-"""The per-view figure (like the seed's example) and the per-subject sheet."""
+"""The per-view figure (like the seed's example), the per-subject sheet and the
+reconstruction figure (inputs, reconstruction, error heat maps)."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,6 +47,13 @@ def subject_sheet(view_figures: list[np.ndarray], novel: list[np.ndarray], title
     rows = [_pad_width(f, width) for f in view_figures] + [_pad_width(_row(scaled), width)]
     header = label(np.zeros((16, width, 3), np.uint8), title)
     return _stack([header] + rows)
+
+
+def reconstruction_figure(panels: list[tuple[str, np.ndarray]], height: int = 192) -> np.ndarray:
+    """One row of labelled panels scaled to `height` px, e.g. the input views, a render
+    of the reconstruction and its error heat map. panels: (caption, uint8 [h, w, 3]).
+    Returns uint8 [height, W, 3]."""
+    return _row([label(_resize(image, height), caption) for caption, image in panels])
 
 
 def _row(panels: list[np.ndarray]) -> np.ndarray:
