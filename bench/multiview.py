@@ -254,6 +254,10 @@ def predict_row(row: Row, ctx: Context) -> list:
     from lib.morphable import FaceCoefficients
 
     cfg, out = ctx.cfg, []
+    # The synthetic subjects' landmarks are the model's fixed vertices projected, not
+    # the silhouette a detector follows: their jaw must not march (as
+    # lib.fitting.pipeline does for synthetic subjects).
+    fit_cfg = dataclasses.replace(cfg.fit, contour_marching=False)
     predictor = None
     if row.network:
         from models.predictor import load_predictor
@@ -266,13 +270,13 @@ def predict_row(row: Row, ctx: Context) -> list:
         if row.kind == "mean":
             coeffs = FaceCoefficients.zeros(ctx.face_model, slots)
         elif row.kind == "fit":
-            fitted = fit_views(ctx.morphable, _fit_target(sample, row.views), cfg.fit, cfg.loss, cfg.render,
+            fitted = fit_views(ctx.morphable, _fit_target(sample, row.views), fit_cfg, cfg.loss, cfg.render,
                                expression_per_view=cfg.model.expression_per_view).coeffs
             coeffs = _in_slots(fitted, mask)
         else:
             coeffs = predictor(sample["rgb"][None], sample["parsing"][None], mask[None])
             if row.kind == "refine":
-                refined = fit_views(ctx.morphable, _fit_target(sample, row.views), cfg.fit, cfg.loss, cfg.render,
+                refined = fit_views(ctx.morphable, _fit_target(sample, row.views), fit_cfg, cfg.loss, cfg.render,
                                     init=coeffs.map(lambda t: t[mask]),
                                     expression_per_view=cfg.model.expression_per_view).coeffs
                 coeffs = _in_slots(refined, mask)

@@ -98,3 +98,30 @@ def test_whole_command_at_a_miniature_budget(tmp_path):
     # --report-only describes the run under the settings it last ran with
     assert multiview.main(args + ["--report-only"]) == 0
     assert "crop factor 1.2" in doc.read_text() and "stale" not in doc.read_text()
+
+
+def test_fit_rows_do_not_march_the_jaw_of_synthetic_subjects(monkeypatch):
+    """Synthetic landmarks are fixed model vertices: the fitting rows must fit them
+    as they are (fit.contour_marching would move the jaw to the silhouette), whatever
+    the config says, as lib.fitting.pipeline does for synthetic subjects."""
+    import torch
+
+    import lib.fitting.fit as fit_module
+    from lib.morphable import FaceCoefficients
+
+    face_model = build_builtin_face_model()
+    cfg = load_config(None, ["fit.contour_marching=true"])
+    seen = []
+
+    def fake_fit_views(morphable, target, fit_cfg, *args, init=None, **kwargs):
+        seen.append((fit_cfg.contour_marching, target.rgb.shape[0], init is not None))
+        return type("Fit", (), {"coeffs": FaceCoefficients.zeros(face_model, target.rgb.shape[0])})()
+
+    monkeypatch.setattr(fit_module, "fit_views", fake_fit_views)
+    sample = {"rgb": torch.zeros(3, 3, 8, 8), "landmarks": torch.zeros(3, 68, 2), "parsing": torch.zeros(3, 8, 8),
+              "skin_weight": torch.ones(3, 8, 8)}
+    ctx = multiview.Context(cfg, face_model, [sample], "unused")
+    for name in ("fit_3v", "fit_1v"):
+        [(coeffs, mask)] = multiview.predict_row(multiview.ROW_BY_NAME[name], ctx)
+        assert coeffs.identity.shape[0] == 3 and mask.sum() == len(multiview.ROW_BY_NAME[name].views)
+    assert seen == [(False, 3, False), (False, 1, False)]
