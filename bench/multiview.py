@@ -487,9 +487,9 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
                   "GPU results are recorded in doc/gpu.md."]
     if figure:
         lines += ["", "## Picture", "", f"![inputs, reconstruction, error]({figure})", "",
-                  "First held-out subject: the three inputs, DF-MVR's reconstruction (3 views), its error heat map "
-                  "(each vertex's distance to the scan after the NoW alignment) and the mean face's (grey: outside "
-                  "the NoW crop). The picture is written by the command and not committed: it shows renders of "
+                  "First held-out subject, drawn as test_pixel_face.py draws every sample: the three inputs, DF-MVR's "
+                  "reconstruction from them (\"prediction\"), its error heat map (each vertex's distance to the scan "
+                  "after the NoW alignment) and the mean face's (grey: outside the NoW crop). The picture is written by the command and not committed: it shows renders of "
                   "ICT-FaceKit, whose files (and files derived from them) this repository does not carry."]
     lines += ["", "## Rerun", "",
               "    python bench/multiview.py                  # this CPU budget; resumes, skips finished rows",

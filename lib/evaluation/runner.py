@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from lib.config.schema import Config, EvalConfig, RenderConfig
@@ -183,8 +184,6 @@ def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg: Confi
 def write_overview(out: str, rows: list[dict]) -> None:
     """OUT/overview.png: the figure.png of the first OVERVIEW_SAMPLES samples, stacked
     (samples reused from a run that drew no figure are passed over)."""
-    from PIL import Image
-
     paths = [os.path.join(out, "samples", row["name"].replace("/", "_"), "figure.png") for row in rows]
     figures = [np.asarray(Image.open(p).convert("RGB")) for p in paths if os.path.isfile(p)][:OVERVIEW_SAMPLES]
     if figures:
