@@ -435,7 +435,8 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
         f"random backgrounds, {ctx.cfg.data.image_size} px), ground-truth meshes; the network is trained with the "
         "photometric, 2D-landmark, 3D-landmark, parsing and regulariser losses (doc/training.md); fitting sees "
         "only the images, their 2D landmarks and parsing maps. Those landmarks and maps are exact (rendered from "
-        "the ground truth), which favours fitting: on photos they come from a detector, px off",
+        "the ground truth), which favours fitting: on photos they come from a detector (normalised mean error "
+        "0.037 frontal, 0.058 at 30 deg yaw on ICT renders, doc/preprocess.md)",
         *budget_lines(ctx.cfg, budget),
         f"- run: started {notes['started']}, this document written {notes['written']}; load average at the start "
         f"of each row is listed (other processes shared the CPU: {notes['contention']})",
