@@ -438,8 +438,9 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
         "the ground truth), which favours fitting: on photos they come from a detector (normalised mean error "
         "0.037 frontal, 0.058 at 30 deg yaw on ICT renders, doc/preprocess.md)",
         *budget_lines(ctx.cfg, budget),
-        f"- run: started {notes['started']}, this document written {notes['written']}; load average at the start "
-        f"of each row is listed (other processes shared the CPU: {notes['contention']})",
+        f"- run: started {notes['started']}, this document written {notes['written']}; the load average at the "
+        f"start of each row is listed ({notes['contention']}; a row's own training processes add "
+        f"{ctx.cfg.train.processes} while it trains)",
         "",
         "## Rows",
         "",
