@@ -476,6 +476,17 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
         else:
             missing = ", ".join(r for r in (better, worse) if r not in results)
             lines.append(f"| {text} | {better} | {worse} | | | not measured: {missing} did not finish |")
+    lines += ["", "## Reading the rows", "",
+              "- The network behind \"front view only at test time\" was trained on three views only: with one "
+              "view its other encoders read the front view in their place (doc/network.md, missing views), an input "
+              "it never saw. The row measures what the three-view network does with one photo; what one view "
+              "allows a network to learn is the \"trained and tested on the front view\" row.",
+              "- Fitting runs an optimiser per subject on exact landmarks and parsing maps; the network predicts "
+              "in one pass after a short training on a small CPU (doc/training.md: at this size training is "
+              "limited by the subjects the network sees). The network + refinement row starts fitting from the "
+              f"prediction and runs {ctx.cfg.fit.steps_refine} refinement steps instead of the full fit.",
+              "- \"not resolved\" means the interval of the difference includes 0 at this budget: the two "
+              "variants are not distinguishable here, in either direction."]
     lines += embedded_default_lines(ctx.cfg, results, notes.get("builtin_mean_face"))
     if notes.get("throughput"):
         lines += ["", "## GPU throughput", "", "| autocast | 3-view samples / s | peak GPU memory |", "|---|---|---|"]
