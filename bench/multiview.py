@@ -485,6 +485,9 @@ def write_document(path: str, ctx: Context, budget: str, results: dict, notes: d
               "in one pass after a short training on a small CPU (doc/training.md: at this size training is "
               "limited by the subjects the network sees). The network + refinement row starts fitting from the "
               f"prediction and runs {ctx.cfg.fit.steps_refine} refinement steps instead of the full fit.",
+              "- A synthetic subject's views share one expression (like photos taken at one moment, as "
+              "Pixel-Face's are), so per-view expression has nothing to gain over a shared one in this data; "
+              "the ablation checks that it costs nothing.",
               "- \"not resolved\" means the interval of the difference includes 0 at this budget: the two "
               "variants are not distinguishable here, in either direction."]
     lines += embedded_default_lines(ctx.cfg, results, notes.get("builtin_mean_face"))
