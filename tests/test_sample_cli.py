@@ -116,6 +116,7 @@ def test_demo_mode_reports_error_against_ground_truth(tmp_path, capsys):
     assert "scan-to-mesh error" in printed
     row = json.loads((out / "demo-000" / "result.json").read_text())
     assert np.isfinite(row["shape_error_mm"]) and np.isfinite(row["mean_face_error_mm"])
+    assert row["detector_error_px_estimate"] is None  # exact landmarks: no detector ran
 
 
 @pytest.fixture(scope="module")

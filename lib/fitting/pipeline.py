@@ -258,10 +258,12 @@ def write_subject(
                 f"(below fit.min_view_agreement {cfg.fit.min_view_agreement})")
     # The fit's landmark error is agreement with the detector; the detector's own
     # measured error (ICT renders, by yaw) says how accurate those points are.
-    estimate = detector_error_estimate(cfg.preprocess.landmarks, prepared.landmarks, coeffs.rotation[:, 1].numpy())
+    # Synthetic subjects' landmarks are exact (no detector ran): no estimate.
+    estimate = None if prepared.gt_shape is not None else detector_error_estimate(
+        cfg.preprocess.landmarks, prepared.landmarks, coeffs.rotation[:, 1].numpy())
     row["detector_error_px_estimate_per_view"] = estimate
     row["detector_error_px_estimate"] = None if estimate is None else float(np.mean(estimate))
-    title = f"{prepared.name}  ({mode}; fit vs detected landmarks: median {row['landmark_median_px']:.2f} px"
+    title = f"{prepared.name}  ({mode}; model vs image landmarks: median {row['landmark_median_px']:.2f} px"
     title += ")" if estimate is None else f"; detector's own error ~{row['detector_error_px_estimate']:.1f} px)"
     Image.fromarray(subject_sheet(figures, novel, title)).save(os.path.join(folder, "sheet.png"))
 
