@@ -101,7 +101,8 @@ def _expression_names(folder: str) -> list[str]:
 def _mode_offsets(paths: list[str], neutral_cm: np.ndarray, what: str) -> np.ndarray:
     """float64 [FACE_VERTICES, 3, K] mm: each OBJ's face-area vertices minus the neutral's."""
     modes = np.empty((FACE_VERTICES, 3, len(paths)))
-    for k, path in enumerate(tqdm(paths, desc=f"ICT {what}", unit="obj", leave=False)):
+    # disable=None: a bar on a terminal only, not in logs (the conversion has no progress option).
+    for k, path in enumerate(tqdm(paths, desc=f"ICT {what}", unit="obj", leave=False, disable=None)):
         positions = read_obj_vertices(path, first=FACE_VERTICES, expected_count=len(neutral_cm))
         modes[:, :, k] = (positions - neutral_cm[:FACE_VERTICES]) * CM_TO_MM
     return modes
