@@ -240,11 +240,14 @@ class Context:
 
 
 def _fit_target(sample: dict, views: tuple):
+    """The fitting target of a synthetic subject's `views`: its landmarks are the
+    model's fixed vertices projected, so the jaw is fitted without contour marching."""
     from lib.fitting.fit import FitTarget
 
     index = list(views)
     return FitTarget(rgb=sample["rgb"][index], landmarks=sample["landmarks"][index],
-                     parsing=sample["parsing"][index], skin_weight=sample["skin_weight"][index])
+                     parsing=sample["parsing"][index], skin_weight=sample["skin_weight"][index],
+                     landmarks_on_silhouette=False)
 
 
 def predict_row(row: Row, ctx: Context) -> list:
@@ -254,10 +257,6 @@ def predict_row(row: Row, ctx: Context) -> list:
     from lib.morphable import FaceCoefficients
 
     cfg, out = ctx.cfg, []
-    # The synthetic subjects' landmarks are the model's fixed vertices projected, not
-    # the silhouette a detector follows: their jaw must not march (as
-    # lib.fitting.pipeline does for synthetic subjects).
-    fit_cfg = dataclasses.replace(cfg.fit, contour_marching=False)
     predictor = None
     if row.network:
         from models.predictor import load_predictor
@@ -270,13 +269,13 @@ def predict_row(row: Row, ctx: Context) -> list:
         if row.kind == "mean":
             coeffs = FaceCoefficients.zeros(ctx.face_model, slots)
         elif row.kind == "fit":
-            fitted = fit_views(ctx.morphable, _fit_target(sample, row.views), fit_cfg, cfg.loss, cfg.render,
+            fitted = fit_views(ctx.morphable, _fit_target(sample, row.views), cfg.fit, cfg.loss, cfg.render,
                                expression_per_view=cfg.model.expression_per_view).coeffs
             coeffs = _in_slots(fitted, mask)
         else:
             coeffs = predictor(sample["rgb"][None], sample["parsing"][None], mask[None])
             if row.kind == "refine":
-                refined = fit_views(ctx.morphable, _fit_target(sample, row.views), fit_cfg, cfg.loss, cfg.render,
+                refined = fit_views(ctx.morphable, _fit_target(sample, row.views), cfg.fit, cfg.loss, cfg.render,
                                     init=coeffs.map(lambda t: t[mask]),
                                     expression_per_view=cfg.model.expression_per_view).coeffs
                 coeffs = _in_slots(refined, mask)

@@ -114,7 +114,8 @@ def test_fit_rows_do_not_march_the_jaw_of_synthetic_subjects(monkeypatch):
     seen = []
 
     def fake_fit_views(morphable, target, fit_cfg, *args, init=None, **kwargs):
-        seen.append((fit_cfg.contour_marching, target.rgb.shape[0], init is not None))
+        marching = fit_cfg.contour_marching and target.landmarks_on_silhouette  # as lib.fitting.fit decides
+        seen.append((marching, target.rgb.shape[0], init is not None))
         return type("Fit", (), {"coeffs": FaceCoefficients.zeros(face_model, target.rgb.shape[0])})()
 
     monkeypatch.setattr(fit_module, "fit_views", fake_fit_views)

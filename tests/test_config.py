@@ -191,7 +191,7 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
 
 
 def test_an_unreadable_config_is_one_line(tmp_path, monkeypatch):
-    import lib.config.loader as loader
+    import lib.errors as errors  # the config loader reads files through lib.errors.read_user_file
 
     path = tmp_path / "locked.yaml"
     path.write_text("train:\n  epochs: 3\n")
@@ -199,7 +199,7 @@ def test_an_unreadable_config_is_one_line(tmp_path, monkeypatch):
     def denied(file, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(loader, "open", denied, raising=False)  # root ignores chmod, so fake it
+    monkeypatch.setattr(errors, "open", denied, raising=False)  # root ignores chmod, so fake it
     with pytest.raises(UserError, match=f"{path}: cannot be read \\(Permission denied\\)"):
         load_config(str(path))
 

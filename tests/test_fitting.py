@@ -115,6 +115,20 @@ def test_refinement_starts_from_the_given_prediction(morphable):
     assert float(result.landmark_error.max()) < 1e-3
 
 
+@pytest.mark.parametrize("on_silhouette", [False, True])
+def test_fixed_vertex_landmarks_are_fitted_without_marching(morphable, on_silhouette):
+    """With fit.contour_marching on, a target whose landmarks are the model's fixed
+    vertices (landmarks_on_silhouette=False, synthetic subjects) is measured against
+    those vertices: the true coefficients fit it exactly. Marked as detected, the
+    model's jaw points march to the silhouette of the turned views and move off them."""
+    target, truth, _ = synthetic_subject(morphable, seed=3)
+    target.landmarks_on_silhouette = on_silhouette
+    cfg = dataclasses.replace(FitConfig(), steps_refine=0, render_size=48, contour_marching=True)
+    result = fit_views(morphable, target, cfg, LossConfig(), RenderConfig(), init=truth, expression_per_view=True)
+    jaw_error = float(result.landmark_error[:, :17].max())
+    assert (jaw_error > 0.5) if on_silhouette else (float(result.landmark_error.max()) < 1e-3)
+
+
 def test_contour_marching_fits_silhouette_landmarks_better(morphable):
     """Targets as a detector gives them on turned faces (jaw on the silhouette,
     `select_contour` on the true pose): the fit with marching ends nearer them on the

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from lib.config.schema import RANGES, Config
-from lib.errors import UserError
+from lib.errors import UserError, read_user_file
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -137,13 +137,7 @@ def _parse_yaml(text: str, where: str) -> Any:
 def read_yaml(path: str) -> Any:
     """The data of a UTF-8 YAML file (None when it holds nothing); UserError naming
     the file when it is missing, unreadable, not UTF-8, not YAML or uses aliases."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: config file not found")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
+    raw = read_user_file(path, "config file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -52,12 +52,16 @@ class FitTarget:
     rgb [Vw, 3, H, W] in [0, 1]; landmarks [Vw, 68, 2] px (x, y) in the image;
     parsing long [Vw, H, W] (10 classes) or None (then no parsing term and the
     photometric weight is uniform); skin_weight [Vw, H, W] or None (uniform).
+    landmarks_on_silhouette: True for detected landmarks, whose jaw follows the
+    silhouette (fitted with `fit.contour_marching`); False for the model's fixed
+    landmark vertices projected (synthetic subjects), fitted as they are.
     """
 
     rgb: torch.Tensor
     landmarks: torch.Tensor
     parsing: torch.Tensor | None = None
     skin_weight: torch.Tensor | None = None
+    landmarks_on_silhouette: bool = True
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -226,7 +230,7 @@ class _Objective:
         self.target = target
         self.loss_cfg, self.render_cfg = loss_cfg, render_cfg
         lines = None
-        if fit_cfg.contour_marching:
+        if fit_cfg.contour_marching and target.landmarks_on_silhouette:
             face_model = morphable.face_model
             lines = contour_lines(face_model.mean_shape, face_model.landmarks68, fit_cfg.contour_band_mm,
                                   fit_cfg.contour_inner_fraction)

@@ -69,6 +69,7 @@ class PreparedSubject:
             landmarks=torch.from_numpy(np.asarray(self.landmarks, np.float32)),
             parsing=torch.from_numpy(self.parsing.astype(np.int64)),
             skin_weight=torch.from_numpy(np.asarray(self.skin_weight, np.float32)),
+            landmarks_on_silhouette=self.gt_shape is None,  # synthetic: the fixed vertices, projected
         )
 
 
@@ -126,10 +127,6 @@ def reconstruct(
         raise UserError("nothing to do: give --checkpoint FILE, --fit, or both")
     init = predictor(prepared) if predictor is not None else None
     fit_cfg = cfg.fit if fit else dataclasses.replace(cfg.fit, steps_refine=0)
-    if prepared.gt_shape is not None:
-        # Synthetic subjects' landmarks are the model's fixed vertices projected, not the
-        # silhouette a detector follows, so their jaw must not march.
-        fit_cfg = dataclasses.replace(fit_cfg, contour_marching=False)
     run = lambda start: fit_views(  # noqa: E731
         morphable, prepared.target(), fit_cfg, cfg.loss, cfg.render, init=start,
         expression_per_view=cfg.model.expression_per_view, progress=progress,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.errors import UserError
+from lib.errors import UserError, read_user_file
 
 _COMMENT = re.compile(rb"#[^\r\n]*")
 
@@ -53,13 +53,7 @@ class ObjMesh:
 
 def _read_text(path: str) -> bytes:
     """The file's bytes without comments; UserError when missing or binary."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: OBJ file not found")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise UserError(f"{path}: cannot read OBJ file ({err.strerror})") from None
+    data = read_user_file(path, "OBJ file")
     if b"\0" in data[:4096]:
         raise UserError(f"{path}: not a text OBJ file (binary content)")
     return _COMMENT.sub(b"", data)
