@@ -39,10 +39,11 @@ from lib.evaluation.report import (
 from lib.evaluation.sampling import sample_surface
 from lib.facemodel.schema import FaceModel
 from lib.meshio import write_obj
-from lib.visualize import reconstruction_figure, shaded_render
+from lib.visualize import reconstruction_figure, shaded_render, stacked
 
 PREDICTION, MEAN_FACE = "prediction", "mean_face"
 FIGURE_YAW_DEG = -25.0  # the reconstruction is shown turned, so its depth reads
+FIGURE_HEIGHT = 192  # px, every panel of figure.png
 OVERVIEW_SAMPLES = 3  # samples stacked in overview.png
 
 
@@ -124,17 +125,17 @@ def sample_figure(sample: dict, methods: dict, stats: dict, heatmaps: dict, face
     """figure.png of one sample: its present input views, a shaded render of the
     prediction (when there is one) and every method's error heat map with its mean
     error. sample: 'rgb' float [Vw, 3, H, W] in [0, 1], 'view_mask' bool [Vw];
-    methods, stats, heatmaps as in `evaluate_sample`. Returns uint8 [192, W, 3]."""
+    methods, stats, heatmaps as in `evaluate_sample`. Returns uint8 [FIGURE_HEIGHT, W, 3]."""
     mask = sample["view_mask"].bool().tolist()
     panels = [(f"input: view {v}", (sample["rgb"][v].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round()
                .astype(np.uint8)) for v in range(len(mask)) if mask[v]]
     if PREDICTION in methods:
         render_image = shaded_render(torch.as_tensor(methods[PREDICTION], dtype=torch.float32),
-                                     torch.as_tensor(face_model.faces, dtype=torch.long), (192, 192), render,
+                                     torch.as_tensor(face_model.faces, dtype=torch.long), (FIGURE_HEIGHT, FIGURE_HEIGHT), render,
                                      yaw_deg=FIGURE_YAW_DEG)
         panels.append(("reconstruction", render_image))
     panels += [(f"{name.replace('_', ' ')} error: {stats[name]['mean']:.2f} mm", heatmaps[name]) for name in methods]
-    return reconstruction_figure(panels)
+    return reconstruction_figure(panels, FIGURE_HEIGHT)
 
 
 def summarize(out: str, rows: list[dict], distances: dict[str, list], cfg: Config, checkpoint: str,
@@ -187,9 +188,7 @@ def write_overview(out: str, rows: list[dict]) -> None:
     paths = [os.path.join(out, "samples", row["name"].replace("/", "_"), "figure.png") for row in rows]
     figures = [np.asarray(Image.open(p).convert("RGB")) for p in paths if os.path.isfile(p)][:OVERVIEW_SAMPLES]
     if figures:
-        width = max(f.shape[1] for f in figures)
-        padded = [np.pad(f, ((0, 4), (0, width - f.shape[1]), (0, 0)), constant_values=255) for f in figures]
-        save_png(os.path.join(out, "overview.png"), np.concatenate(padded, axis=0)[:-4])
+        save_png(os.path.join(out, "overview.png"), stacked(figures))
 
 
 def evaluate_samples(

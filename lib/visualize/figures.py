@@ -56,6 +56,13 @@ def reconstruction_figure(panels: list[tuple[str, np.ndarray]], height: int = 19
     return _row([label(_resize(image, height), caption) for caption, image in panels])
 
 
+def stacked(images: list[np.ndarray]) -> np.ndarray:
+    """Images one under another, GAP px apart, padded on the right to the widest.
+    Returns uint8 [sum H + gaps, max W, 3]."""
+    width = max(image.shape[1] for image in images)
+    return _stack([_pad_width(image, width) for image in images])
+
+
 def _row(panels: list[np.ndarray]) -> np.ndarray:
     height = max(p.shape[0] for p in panels)
     gap = np.full((height, GAP, 3), GAP_COLOUR, np.uint8)
